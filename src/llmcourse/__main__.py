@@ -1,0 +1,5 @@
+"""Allow `python -m llmcourse`."""
+
+from llmcourse.cli import main
+
+main()

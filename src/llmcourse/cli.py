@@ -1,0 +1,225 @@
+"""The `llmcourse` command line (Typer). Heavy libraries are imported inside the commands only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from llmcourse.cli_support import emit_summary, guarded, print_recipe
+
+app = typer.Typer(
+    name="llmcourse",
+    help="Recipe-driven command line for the whole life of an open LLM: pretrain, fine-tune, merge, "
+    "quantize, evaluate and serve. Runs offline on the embedded lab model, or on hub models.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+recipes_app = typer.Typer(help="List and copy the shipped recipes.", no_args_is_help=True)
+lab_app = typer.Typer(help="The embedded lab: tiny model, tokenizer and synthetic skills, made locally.", no_args_is_help=True)
+app.add_typer(recipes_app, name="recipes", rich_help_panel="Recipes")
+app.add_typer(lab_app, name="lab", rich_help_panel="Lab")
+
+Recipe = Annotated[str, typer.Argument(help="Recipe YAML file (or a shipped name such as lab/pretrain).", show_default=False)]
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides, e.g. train.learning_rate=1e-4.", show_default=False)]
+OutputDir = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Where to write the output (overrides output_dir).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the resolved, validated recipe and exit.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
+Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
+AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickle (.bin) weights; they can run code.")]
+
+
+@app.command(rich_help_panel="Train")
+def pretrain(
+    recipe: Recipe,
+    overrides: Overrides = None,
+    output_dir: OutputDir = None,
+    overwrite: Overwrite = False,
+    dry_run: DryRun = False,
+    debug: Debug = False,
+    json_out: Json = False,
+) -> None:
+    """Pretrain a causal LM from scratch (transformers Trainer)."""
+
+    def action() -> None:
+        from llmcourse.recipes.registry import load_command_recipe
+
+        resolved = load_command_recipe("pretrain", recipe, overrides or [], output_dir)
+        if dry_run:
+            print_recipe(resolved)
+            return
+        from llmcourse.pretrain import run
+
+        emit_summary("pretrain", run(resolved, overwrite=overwrite), json_out)
+
+    guarded(debug, action)
+
+
+@app.command(rich_help_panel="Recipes")
+def validate(
+    recipes: Annotated[list[str], typer.Argument(help="Recipe files or shipped names.", show_default=False)],
+    command: Annotated[Optional[str], typer.Option("--command", "-c", help="Validate as this command's recipe.")] = None,
+    debug: Debug = False,
+) -> None:
+    """Validate recipes without loading any weights."""
+    from llmcourse.console import err
+
+    failures = 0
+    for name in recipes:
+        def action(name: str = name) -> None:
+            from llmcourse.recipes.loader import read_yaml, validate as check
+            from llmcourse.recipes.registry import detect_command, recipe_model, resolve_recipe_path, validator_for
+
+            path = resolve_recipe_path(name)
+            data = read_yaml(path)
+            kind = command or detect_command(path)
+            resolved = check(recipe_model(kind), data, source=str(path))
+            preflight = validator_for(kind)
+            if preflight is not None:
+                preflight(resolved)
+            err.print(f"[green]ok[/] {path} ({kind})")
+
+        try:
+            guarded(debug, action)
+        except typer.Exit as exit_:
+            if exit_.exit_code != 0:
+                failures += 1
+    if failures:
+        err.print(f"[red]{failures} of {len(recipes)} recipe(s) invalid[/]")
+        raise typer.Exit(2)
+
+
+@recipes_app.command("ls")
+def recipes_ls() -> None:
+    """List the shipped recipes."""
+    from rich.table import Table
+
+    from llmcourse.console import out
+    from llmcourse.recipes.registry import describe, detect_command, shipped_recipes
+
+    table = Table(show_header=True, header_style="bold")
+    for column in ("name", "command", "description"):
+        table.add_column(column)
+    for name, path in shipped_recipes().items():
+        table.add_row(name, detect_command(path), describe(path))
+    out.print(table)
+
+
+@recipes_app.command("cp")
+def recipes_cp(
+    name: Annotated[str, typer.Argument(help="Shipped recipe name (see `recipes ls`).", show_default=False)],
+    dest: Annotated[Path, typer.Argument(help="Destination file or folder.", show_default=False)],
+    overwrite: Overwrite = False,
+    debug: Debug = False,
+) -> None:
+    """Copy a shipped recipe to DEST so you can edit it."""
+
+    def action() -> None:
+        import shutil
+
+        from llmcourse.console import err
+        from llmcourse.errors import UserError, choose
+        from llmcourse.recipes.registry import shipped_recipes
+
+        shipped = shipped_recipes()
+        key = name.removesuffix(".yaml")
+        choose("recipe", key, shipped)
+        target = dest / shipped[key].name if dest.is_dir() else dest
+        if target.exists() and not overwrite:
+            raise UserError(f"{target} already exists", hint="pass --overwrite to replace it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shipped[key], target)
+        err.print(f"copied {key} → {target}")
+
+    guarded(debug, action)
+
+
+@app.command(rich_help_panel="Info")
+def env(json_out: Json = False) -> None:
+    """Versions of every engine, the torch device, CUDA and CPU threads."""
+    from llmcourse.envinfo import collect
+
+    emit_summary("environment", collect(), json_out)
+
+
+@lab_app.command("build")
+def lab_build(
+    overrides: Overrides = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if the cached base exists.")] = False,
+    debug: Debug = False,
+    json_out: Json = False,
+) -> None:
+    """Pretrain the lab base once into $LLMCOURSE_HOME and reuse it afterwards."""
+
+    def action() -> None:
+        from llmcourse.labcmd import build
+
+        emit_summary("lab base", build(overrides or [], force), json_out)
+
+    guarded(debug, action)
+
+
+@lab_app.command("export")
+def lab_export(
+    dest: Annotated[Path, typer.Argument(help="Folder to write the skills and corpus into.", show_default=False)],
+    count: Annotated[int, typer.Option(help="Training examples per skill.")] = 2000,
+    overwrite: Overwrite = False,
+    debug: Debug = False,
+) -> None:
+    """Write the lab skills (chat, alpaca, preference, text; train and held-out) as jsonl."""
+
+    def action() -> None:
+        from llmcourse.labcmd import export
+
+        export(dest, count, overwrite)
+
+    guarded(debug, action)
+
+
+@lab_app.command("score")
+def lab_score(
+    model: Annotated[str, typer.Argument(help="Model folder or hub id.", show_default=False)],
+    skills: Annotated[str, typer.Option(help="Skills to score, `all` or e.g. parity+add.")] = "all",
+    count: Annotated[int, typer.Option(help="Held-out questions per skill.")] = 100,
+    prompt_format: Annotated[str, typer.Option(help="auto (chat template if any), chat or plain.")] = "auto",
+    allow_pickle: AllowPickle = False,
+    debug: Debug = False,
+    json_out: Json = False,
+) -> None:
+    """Held-out exact match per skill and perplexity on held-out lab text."""
+
+    def action() -> None:
+        from llmcourse.labcmd import score
+
+        emit_summary(f"lab score: {model}", score(model, skills, count, prompt_format, allow_pickle), json_out)
+
+    guarded(debug, action)
+
+
+@app.command(rich_help_panel="Lab")
+def demo(
+    force: Annotated[bool, typer.Option("--force", help="Rebuild the lab base even if cached.")] = False,
+    debug: Debug = False,
+    json_out: Json = False,
+) -> None:
+    """Run every stage on the embedded lab model and print what each measured."""
+
+    def action() -> None:
+        from llmcourse.demo import run
+
+        run(force=force, as_json=json_out)
+
+    guarded(debug, action)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

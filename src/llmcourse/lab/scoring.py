@@ -1,0 +1,125 @@
+"""Measurements on the lab: held-out exact match per skill and perplexity on held-out text."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from llmcourse.lab import skills as lab_skills
+
+PromptFormat = Literal["auto", "chat", "plain"]
+
+
+@dataclass
+class ExactMatch:
+    """Exact-match accuracy per skill, with a few examples of what the model answered."""
+
+    per_skill: dict[str, float]
+    counts: dict[str, int]
+    samples: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        """Unweighted mean over skills."""
+        return sum(self.per_skill.values()) / max(len(self.per_skill), 1)
+
+
+def build_prompt(tokenizer: Any, question: str, prompt_format: PromptFormat = "auto") -> str:
+    """The prompt for one question: the chat template if the tokenizer has one, else plain Q/A."""
+    use_chat = prompt_format == "chat" or (prompt_format == "auto" and getattr(tokenizer, "chat_template", None))
+    if use_chat:
+        messages = [{"role": "user", "content": question}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return lab_skills.plain_prompt(question)
+
+
+def clean_answer(text: str) -> str:
+    """The first line of a generated answer, stripped: what exact match compares."""
+    return text.strip().split("\n")[0].strip()
+
+
+def exact_match(
+    model: Any,
+    tokenizer: Any,
+    skill_names: list[str],
+    count: int = 100,
+    batch_size: int = 64,
+    prompt_format: PromptFormat = "auto",
+    max_new_tokens: int = 8,
+) -> ExactMatch:
+    """Greedy-decode answers to `count` held-out questions per skill and compare exactly."""
+    import torch
+
+    per_skill: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    samples: dict[str, list[tuple[str, str, str]]] = {}
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    try:
+        for name in skill_names:
+            rows = lab_skills.examples(name, "heldout", count)
+            correct = 0
+            samples[name] = []
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                prompts = [build_prompt(tokenizer, ex.question, prompt_format) for ex in chunk]
+                enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+                with torch.no_grad():
+                    out = model.generate(
+                        **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
+                        eos_token_id=_stop_ids(tokenizer),
+                    )
+                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                for ex, text in zip(chunk, texts):
+                    answer = clean_answer(text)
+                    correct += answer == ex.answer
+                    if len(samples[name]) < 3:
+                        samples[name].append((ex.question, ex.answer, answer))
+            per_skill[name] = correct / max(len(rows), 1)
+            counts[name] = len(rows)
+    finally:
+        tokenizer.padding_side = padding_side
+    return ExactMatch(per_skill, counts, samples)
+
+
+def _stop_ids(tokenizer: Any) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    for token in ("<|im_end|>", "<|eot_id|>", "</s>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id >= 0:
+            ids.add(token_id)
+    return sorted(i for i in ids if i is not None)
+
+
+def token_blocks(tokenizer: Any, texts: list[str], block_size: int) -> Any:
+    """Concatenate `texts` (each followed by EOS) and cut into `[n, block_size]` token blocks."""
+    import torch
+
+    ids: list[int] = []
+    eos = tokenizer.eos_token_id
+    for encoded in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        ids.extend(encoded)
+        if eos is not None:
+            ids.append(eos)
+    usable = len(ids) // block_size * block_size
+    return torch.tensor(ids[:usable], dtype=torch.long).view(-1, block_size)
+
+
+def perplexity(model: Any, blocks: Any, batch_size: int = 16) -> float:
+    """Perplexity of `model` on token blocks (mean next-token loss over all blocks, exponentiated)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, blocks.shape[0], batch_size):
+            batch = blocks[start : start + batch_size].to(model.device)
+            loss = model(input_ids=batch, labels=batch).loss
+            count = batch.shape[0] * (batch.shape[1] - 1)
+            total += loss.item() * count
+            tokens += count
+    model.train(was_training)
+    return math.exp(total / max(tokens, 1))

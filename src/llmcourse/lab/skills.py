@@ -1,0 +1,188 @@
+"""Synthetic skills with exact answers, split into disjoint train and held-out sets.
+
+Each skill draws a *key* (the thing the question is about: a number, a word, a review) and the
+split is a stable hash of that key, so no held-out question is ever seen in training, by any
+format (chat, alpaca, preference pairs, plain text for pretraining).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from llmcourse.errors import UserError, did_you_mean
+
+HELDOUT_PERCENT = 20
+CONSONANTS = "bdfgklmnprstvz"
+VOWELS = "aeiou"
+POSITIVE = ["good", "great", "lovely", "fresh", "friendly", "tasty", "clean", "quick", "bright", "calm", "warm", "perfect"]
+NEGATIVE = ["bad", "awful", "rude", "stale", "dirty", "slow", "noisy", "broken", "cold", "boring", "late", "terrible"]
+NOUNS = ["food", "room", "staff", "view", "bed", "coffee", "music", "service", "garden", "bread", "train", "shop"]
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question with its exact answer and a plausible wrong answer (for preference pairs)."""
+
+    skill: str
+    question: str
+    answer: str
+    rejected: str
+
+
+@dataclass(frozen=True)
+class Skill:
+    """A named generator of (key, question, answer, rejected) tuples."""
+
+    name: str
+    description: str
+    draw: Callable[[random.Random], tuple[str, str, str, str]]
+
+
+def pseudo_word(rng: random.Random, syllables: int) -> str:
+    """A pronounceable made-up word such as `bakitu`."""
+    return "".join(rng.choice(CONSONANTS) + rng.choice(VOWELS) for _ in range(syllables))
+
+
+def _parity(rng: random.Random) -> tuple[str, str, str, str]:
+    n = rng.randrange(0, 10000)
+    answer = "even" if n % 2 == 0 else "odd"
+    return str(n), f"Is {n} even or odd?", answer, "odd" if answer == "even" else "even"
+
+
+def _sentiment(rng: random.Random) -> tuple[str, str, str, str]:
+    positive = rng.random() < 0.5
+    adjectives = rng.sample(POSITIVE if positive else NEGATIVE, 2)
+    nouns = rng.sample(NOUNS, 2)
+    review = f"The {nouns[0]} was {adjectives[0]} and the {nouns[1]} was {adjectives[1]}."
+    answer, wrong = ("positive", "negative") if positive else ("negative", "positive")
+    return review, f"Is this review positive or negative? {review}", answer, wrong
+
+
+def _first_letter(rng: random.Random) -> tuple[str, str, str, str]:
+    word = pseudo_word(rng, rng.randint(2, 3))
+    return word, f"What is the first letter of {word}?", word[0], word[1]
+
+
+def _count(rng: random.Random) -> tuple[str, str, str, str]:
+    words = [pseudo_word(rng, 1) for _ in range(rng.randint(1, 5))]
+    text = " ".join(words)
+    n = len(words)
+    wrong = n + 1 if n < 5 and (n == 1 or rng.random() < 0.5) else n - 1
+    return text, f"How many words are in: {text}?", NUMBER_WORDS[n], NUMBER_WORDS[wrong]
+
+
+def _larger(rng: random.Random) -> tuple[str, str, str, str]:
+    a, b = rng.sample(range(100), 2)
+    return f"{a},{b}", f"Which is larger, {a} or {b}?", str(max(a, b)), str(min(a, b))
+
+
+def _add(rng: random.Random) -> tuple[str, str, str, str]:
+    a, b = rng.randrange(10), rng.randrange(10)
+    total = a + b
+    wrong = total + rng.choice([-1, 1]) if total > 0 else 1
+    return f"{a}+{b}", f"What is {a} plus {b}?", str(total), str(wrong)
+
+
+SKILLS: dict[str, Skill] = {
+    skill.name: skill
+    for skill in [
+        Skill("parity", "is a number even or odd", _parity),
+        Skill("sentiment", "is a short review positive or negative", _sentiment),
+        Skill("first_letter", "the first letter of a made-up word", _first_letter),
+        Skill("count", "how many words are in a list (one to five)", _count),
+        Skill("larger", "the larger of two numbers below 100", _larger),
+        Skill("add", "the sum of two single digits", _add),
+    ]
+}
+SPLITS = ("train", "heldout")
+
+
+def get_skill(name: str) -> Skill:
+    """Look up a skill by name, with a clear error listing the valid ones."""
+    if name not in SKILLS:
+        raise UserError(
+            f"unknown lab skill '{name}'{did_you_mean(name, SKILLS)}",
+            hint=f"lab skills: {', '.join(SKILLS)} (or lab://all)",
+        )
+    return SKILLS[name]
+
+
+def split_of(skill: str, key: str) -> str:
+    """The split a key belongs to, stable across runs, machines and Python versions."""
+    digest = hashlib.sha256(f"{skill}:{key}".encode()).digest()
+    return "heldout" if int.from_bytes(digest[:4], "big") % 100 < HELDOUT_PERCENT else "train"
+
+
+def examples(skill: str, split: str, count: int, seed: int = 0, unique: bool | None = None) -> list[Example]:
+    """`count` examples of one skill from one split; held-out examples are unique by default.
+
+    Fewer are returned when a split has fewer distinct keys than asked for (e.g. `add`).
+    """
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}'", hint=f"splits: {', '.join(SPLITS)}")
+    spec = get_skill(skill)
+    unique = split == "heldout" if unique is None else unique
+    rng = random.Random(f"{seed}:{skill}:{split}")
+    seen: set[str] = set()
+    result: list[Example] = []
+    misses = 0
+    while len(result) < count and misses < 20 * count + 1000:
+        key, question, answer, rejected = spec.draw(rng)
+        if split_of(skill, key) != split or (unique and key in seen):
+            misses += 1
+            continue
+        seen.add(key)
+        result.append(Example(skill, question, answer, rejected))
+    return result
+
+
+def mixed(skills: list[str], split: str, count_per_skill: int, seed: int = 0) -> list[Example]:
+    """Examples of several skills, interleaved deterministically."""
+    rows = [ex for name in skills for ex in examples(name, split, count_per_skill, seed)]
+    random.Random(f"{seed}:mix:{split}").shuffle(rows)
+    return rows
+
+
+def as_messages(example: Example) -> dict:
+    """Chat format: a user turn and the assistant's exact answer."""
+    return {"messages": [{"role": "user", "content": example.question}, {"role": "assistant", "content": example.answer}]}
+
+
+def as_alpaca(example: Example) -> dict:
+    """Alpaca format: instruction / input / output."""
+    return {"instruction": example.question, "input": "", "output": example.answer}
+
+
+def as_preference(example: Example) -> dict:
+    """Preference pair: chosen is the exact answer, rejected a plausible wrong one."""
+    return {"prompt": example.question, "chosen": example.answer, "rejected": example.rejected}
+
+
+def plain_prompt(question: str) -> str:
+    """The plain-text prompt a base model sees in pretraining (no chat template)."""
+    return f"Q: {question}\nA:"
+
+
+def as_text(example: Example) -> dict:
+    """Plain text, the way skills appear in the pretraining corpus."""
+    return {"text": f"{plain_prompt(example.question)} {example.answer}"}
+
+
+FORMATS: dict[str, Callable[[Example], dict]] = {
+    "messages": as_messages,
+    "alpaca": as_alpaca,
+    "preference": as_preference,
+    "text": as_text,
+}
+
+
+def iter_skill_names(spec: str) -> Iterator[str]:
+    """Expand `all` or a `+`-joined list such as `parity+add` into skill names."""
+    names = list(SKILLS) if spec == "all" else spec.split("+")
+    for name in names:
+        get_skill(name)
+        yield name

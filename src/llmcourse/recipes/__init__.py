@@ -1,0 +1,1 @@
+"""Recipe models (pydantic, `extra="forbid"`) and the loader shared by every command."""

@@ -1,0 +1,45 @@
+"""Recipe sections shared by several commands: datasets and the training loop."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from llmcourse.recipes.base import Recipe
+
+Precision = Literal["auto", True, False]
+
+
+class DatasetSource(Recipe):
+    """One dataset: a local file or folder, a hub id, or `lab://NAME`."""
+
+    path: str = Field(min_length=1)
+    type: str | None = None
+    split: str = "train"
+    name: str | None = None
+    data_files: str | list[str] | None = None
+    field: str = "text"
+    num_samples: int | None = Field(default=None, gt=0)
+
+
+class TrainSection(Recipe):
+    """The optimisation loop, with Axolotl's key names."""
+
+    max_steps: int = Field(default=-1, description="stop after this many optimizer steps (-1: use num_epochs)")
+    num_epochs: float = Field(default=1.0, gt=0)
+    micro_batch_size: int = Field(default=8, gt=0)
+    gradient_accumulation_steps: int = Field(default=1, gt=0)
+    learning_rate: float = Field(default=3e-4, gt=0, lt=1)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial", "inverse_sqrt"] = "cosine"
+    warmup_steps: int = Field(default=0, ge=0)
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float = Field(default=1.0, ge=0)
+    optimizer: str = "adamw_torch"
+    logging_steps: int = Field(default=10, gt=0)
+    eval_steps: int | None = Field(default=None, gt=0)
+    bf16: Precision = "auto"
+    fp16: Precision = False
+    gradient_checkpointing: bool = False
+    seed: int = 0

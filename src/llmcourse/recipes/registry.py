@@ -1,0 +1,111 @@
+"""Which recipe model belongs to which command, and where the shipped recipes live."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from llmcourse.errors import UserError, choose
+from llmcourse.recipes.loader import apply_overrides, read_yaml, validate
+
+# command name -> "module:Class"; imported only when a recipe of that kind is validated.
+RECIPE_MODELS: dict[str, str] = {}
+HEADER = re.compile(r"^#\s*llmcourse\s+([a-z][\w-]*)")
+
+
+def register_recipe(command: str, target: str) -> None:
+    """Register the recipe model (as `module:Class`) used by `command`."""
+    RECIPE_MODELS[command] = target
+
+
+register_recipe("pretrain", "llmcourse.recipes.pretrain:PretrainRecipe")
+
+
+def recipe_model(command: str) -> Any:
+    """The pydantic model class for `command`'s recipes."""
+    choose("command", command, RECIPE_MODELS)
+    module, _, name = RECIPE_MODELS[command].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def detect_command(path: Path) -> str:
+    """The command a recipe is for, from its first line (`# llmcourse sft ...`) or its folder."""
+    if path.exists() and path.is_file():
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                match = HEADER.match(line.strip())
+                if match and match.group(1) in RECIPE_MODELS:
+                    return match.group(1)
+                break
+    for parent in path.parents:
+        if parent.name in RECIPE_MODELS:
+            return parent.name
+    raise UserError(
+        f"{path}: cannot tell which command this recipe is for",
+        hint="start it with a line such as `# llmcourse pretrain` or pass --command",
+    )
+
+
+def shipped_dir() -> Path:
+    """The shipped `configs/` folder (inside the installed package, or the source checkout)."""
+    packaged = Path(__file__).resolve().parent.parent / "configs"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[3] / "configs"
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """Shipped recipe names (`lab/pretrain`) mapped to their files."""
+    root = shipped_dir()
+    return {str(p.relative_to(root).with_suffix("")): p for p in sorted(root.rglob("*.yaml"))}
+
+
+def resolve_recipe_path(name: str) -> Path:
+    """A recipe argument as a file: an existing path, else a shipped recipe name."""
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = shipped_recipes()
+    key = name.removesuffix(".yaml").removeprefix("configs/")
+    if key in shipped:
+        return shipped[key]
+    return path
+
+
+def describe(path: Path) -> str:
+    """The recipe's second header line (its one-line description), if it has one."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for line in lines[1:3]:
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def validator_for(command: str) -> Callable[[Any], None] | None:
+    """The command's preflight check (file-system only), if it has one."""
+    if command == "pretrain":
+        from llmcourse.pretrain import preflight
+
+        return preflight
+    return None
+
+
+def load_command_recipe(
+    command: str,
+    recipe: str | None,
+    overrides: list[str],
+    output_dir: Path | None,
+) -> Any:
+    """Read and validate `command`'s recipe with overrides; `--output-dir` wins over the file."""
+    if recipe is not None and "=" in recipe and not Path(recipe).exists():
+        raise UserError(f"expected a recipe file before the overrides, got '{recipe}'")
+    path = resolve_recipe_path(recipe) if recipe is not None else None
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides)
+    if output_dir is not None:
+        data["output_dir"] = str(output_dir)
+    return validate(recipe_model(command), data, source=str(path) if path else "recipe")

@@ -1,0 +1,144 @@
+"""Bad input through the real CLI: exit code 2, a message naming the problem, no traceback, no output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from conftest import REPO, run_cli
+
+LAB_RECIPE = (REPO / "configs" / "lab" / "pretrain.yaml").read_text()
+Case = Callable[[Path], tuple[list[str], str]]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def malformed_yaml(tmp: Path) -> tuple[list[str], str]:
+    recipe = write(tmp / "bad.yaml", "# llmcourse pretrain\ndata:\n  datasets: [\n")
+    return ["pretrain", str(recipe)], "malformed YAML (line"
+
+
+def unknown_key(tmp: Path) -> tuple[list[str], str]:
+    return ["pretrain", "lab/pretrain", "train.learning_rat=0.1"], "train.learning_rat: unknown key (did you mean 'learning_rate'?)"
+
+
+def unknown_top_level_key(tmp: Path) -> tuple[list[str], str]:
+    recipe = write(tmp / "r.yaml", LAB_RECIPE + "ouput_dir: x\n")
+    return ["pretrain", str(recipe)], "ouput_dir: unknown key (did you mean 'output_dir'?)"
+
+
+def wrong_type(tmp: Path) -> tuple[list[str], str]:
+    return ["pretrain", "lab/pretrain", "train.micro_batch_size=lots"], "train.micro_batch_size: input should be a valid integer"
+
+
+def out_of_range(tmp: Path) -> tuple[list[str], str]:
+    return ["pretrain", "lab/pretrain", "model.hidden_size=-4"], "model.hidden_size: must be > 0, got -4"
+
+
+def every_problem_at_once(tmp: Path) -> tuple[list[str], str]:
+    return ["pretrain", "lab/pretrain", "model.hidden_size=-4", "train.learning_rate=0"], "2 problems"
+
+
+def missing_recipe(tmp: Path) -> tuple[list[str], str]:
+    return ["pretrain", str(tmp / "nope.yaml")], "recipe file not found"
+
+
+def missing_dataset_file(tmp: Path) -> tuple[list[str], str]:
+    return ["pretrain", "lab/pretrain", f"data.datasets.0.path={tmp / 'corpus.txt'}"], "data.datasets.0.path: dataset file not found"
+
+
+def unknown_lab_skill(tmp: Path) -> tuple[list[str], str]:
+    return ["pretrain", "lab/pretrain", "data.datasets.0.path=lab://revers"], "unknown lab skill 'revers'"
+
+
+def empty_dataset(tmp: Path) -> tuple[list[str], str]:
+    empty = write(tmp / "empty.txt", "")
+    return ["pretrain", "lab/pretrain", f"data.datasets.0.path={empty}"], "dataset is empty"
+
+
+def blank_text_dataset(tmp: Path) -> tuple[list[str], str]:
+    rows = write(tmp / "rows.jsonl", "\n".join(json.dumps({"text": "  "}) for _ in range(3)) + "\n")
+    return ["pretrain", "lab/pretrain", f"data.datasets.0.path={rows}"], "dataset is empty"
+
+
+def wrong_text_column(tmp: Path) -> tuple[list[str], str]:
+    rows = write(tmp / "rows.jsonl", json.dumps({"body": "hello"}) + "\n")
+    return ["pretrain", "lab/pretrain", f"data.datasets.0.path={rows}"], "has no column 'text'"
+
+
+def bad_override_syntax(tmp: Path) -> tuple[list[str], str]:
+    return ["pretrain", "lab/pretrain", "train.max_steps"], "bad override 'train.max_steps'"
+
+
+def output_exists(tmp: Path) -> tuple[list[str], str]:
+    existing = tmp / "out"
+    write(existing / "keep.txt", "precious")
+    return ["pretrain", "lab/pretrain", "--output-dir", str(existing)], "output already exists"
+
+
+def missing_model(tmp: Path) -> tuple[list[str], str]:
+    return ["lab", "score", str(tmp / "no-such-model")], "model not found"
+
+
+def pickle_only_weights(tmp: Path) -> tuple[list[str], str]:
+    folder = tmp / "pickled"
+    write(folder / "config.json", json.dumps({"model_type": "llama"}))
+    write(folder / "pytorch_model.bin", "not really a pickle")
+    return ["lab", "score", str(folder)], "only pickle weights"
+
+
+def unknown_shipped_recipe(tmp: Path) -> tuple[list[str], str]:
+    return ["recipes", "cp", "lab/pretrian", str(tmp / "x.yaml")], "unknown recipe 'lab/pretrian' (did you mean 'lab/pretrain'?)"
+
+
+def recipe_of_unknown_kind(tmp: Path) -> tuple[list[str], str]:
+    recipe = write(tmp / "mystery.yaml", "foo: 1\n")
+    return ["validate", str(recipe)], "cannot tell which command this recipe is for"
+
+
+def sequence_longer_than_positions(tmp: Path) -> tuple[list[str], str]:
+    return ["pretrain", "lab/pretrain", "data.sequence_len=4096"], "exceeds model.max_position_embeddings"
+
+
+CASES: list[Case] = [
+    malformed_yaml, unknown_key, unknown_top_level_key, wrong_type, out_of_range, every_problem_at_once,
+    missing_recipe, missing_dataset_file, unknown_lab_skill, empty_dataset, blank_text_dataset, wrong_text_column,
+    bad_override_syntax, output_exists, missing_model, pickle_only_weights, unknown_shipped_recipe,
+    recipe_of_unknown_kind, sequence_longer_than_positions,
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
+def test_bad_input_exits_2_with_a_clear_message(case: Case, tmp_path: Path) -> None:
+    args, expected = case(tmp_path)
+    default_out = tmp_path / "default-out"
+    if "--output-dir" not in args and args[0] == "pretrain":
+        args = [*args, "--output-dir", str(default_out)]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_cli(*args, cwd=tmp_path, env={"LLMCOURSE_HOME": str(tmp_path / "home")})
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    after = sorted(p.name for p in tmp_path.iterdir())
+    assert after == before, "a failed run must not leave output behind"
+    assert not default_out.exists()
+
+
+def test_existing_output_is_untouched(tmp_path: Path) -> None:
+    args, _ = output_exists(tmp_path)
+    run_cli(*args, cwd=tmp_path)
+    assert (tmp_path / "out" / "keep.txt").read_text() == "precious"
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = run_cli("pretrain", str(tmp_path / "nope.yaml"), "--debug", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+    assert "recipe file not found" in result.stderr

@@ -1,0 +1,47 @@
+"""`--help` works for every command and never imports the heavy libraries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from llmcourse.cli import app
+
+HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "mergekit")
+
+
+def command_paths() -> list[list[str]]:
+    """Every command and sub-command of the Typer app, as argument lists."""
+    paths: list[list[str]] = [[]]
+    for command in app.registered_commands:
+        paths.append([command.name or command.callback.__name__])
+    for group in app.registered_groups:
+        paths.append([group.name])
+        for command in group.typer_instance.registered_commands:
+            paths.append([group.name, command.name or command.callback.__name__])
+    return paths
+
+
+def test_every_command_is_discovered() -> None:
+    names = {" ".join(p) for p in command_paths()}
+    assert {"pretrain", "validate", "env", "demo", "recipes ls", "recipes cp", "lab build", "lab export", "lab score"} <= names
+
+
+@pytest.mark.parametrize("path", command_paths(), ids=lambda p: " ".join(p) or "llmcourse")
+def test_help_exits_zero_without_heavy_imports(path: list[str]) -> None:
+    probe = (
+        "import sys, json\n"
+        "from typer.testing import CliRunner\n"
+        "from llmcourse.cli import app\n"
+        f"result = CliRunner().invoke(app, {path + ['--help']!r})\n"
+        f"print(json.dumps({{'code': result.exit_code, 'out': result.output, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0, report["out"]
+    assert "Usage" in report["out"]
+    assert report["heavy"] == []

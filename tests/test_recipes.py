@@ -1,0 +1,97 @@
+"""Every shipped recipe validates; overrides and error messages behave."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from llmcourse.errors import UserError
+from llmcourse.recipes.loader import apply_overrides, parse_override, validate
+from llmcourse.recipes.pretrain import PretrainRecipe
+from llmcourse.recipes.registry import detect_command, recipe_model, shipped_recipes
+
+SHIPPED = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+def test_recipes_are_shipped() -> None:
+    assert SHIPPED, "configs/ must hold recipes"
+    assert set(shipped_recipes()) == {str(p.relative_to(REPO / "configs").with_suffix("")) for p in SHIPPED}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_shipped_recipe_validates(path: Path) -> None:
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith("# llmcourse "), "each shipped recipe starts with the command that runs it"
+    result = run_cli("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stderr
+
+
+def test_validate_reports_each_invalid_recipe(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("# llmcourse pretrain\ndata:\n  datasets: []\n")
+    result = run_cli("validate", str(SHIPPED[0]), str(bad))
+    assert result.returncode == 2
+    assert "data.datasets: list should have at least 1 item" in result.stderr
+    assert "1 of 2 recipe(s) invalid" in result.stderr
+
+
+def test_overrides_set_nested_values_and_list_items() -> None:
+    data = {"train": {"learning_rate": 0.1}, "data": {"datasets": [{"path": "a"}]}}
+    result = apply_overrides(data, ["train.learning_rate=1e-4", "data.datasets.0.path=lab://corpus", "model.hidden_size=64"])
+    assert result["data"]["datasets"][0]["path"] == "lab://corpus"
+    assert result["model"] == {"hidden_size": 64}
+    assert data["train"]["learning_rate"] == 0.1, "the input is not modified"
+    recipe = validate(PretrainRecipe, result)
+    assert recipe.train.learning_rate == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("text", ["novalue", "=3", "a..b=1", ".a=1"])
+def test_bad_override_syntax_is_a_user_error(text: str) -> None:
+    with pytest.raises(UserError):
+        parse_override(text)
+
+
+def test_every_validation_problem_is_reported_with_its_path() -> None:
+    with pytest.raises(UserError) as info:
+        validate(PretrainRecipe, {"data": {"datasets": [{"path": "lab://corpus", "num_sample": 3}]},
+                                  "train": {"micro_batch_size": 0, "lr_scheduler": "cosin"}})
+    message = info.value.message
+    assert "3 problems" in message
+    assert "data.datasets.0.num_sample: unknown key (did you mean 'num_samples'?)" in message
+    assert "train.micro_batch_size: must be > 0, got 0" in message
+    assert "train.lr_scheduler: must be one of" in message
+
+
+def test_dry_run_prints_the_resolved_recipe() -> None:
+    result = run_cli("pretrain", "lab/pretrain", "train.max_steps=7", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    import yaml
+
+    resolved = yaml.safe_load(result.stdout)
+    assert resolved["train"]["max_steps"] == 7
+    assert resolved["model"]["hidden_size"] == 256
+
+
+def test_detect_command_reads_the_header(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("# llmcourse pretrain my.yaml\ndata: {}\n")
+    assert detect_command(recipe) == "pretrain"
+    assert recipe_model("pretrain") is PretrainRecipe
+
+
+def test_recipes_cp_copies_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    dest = tmp_path / "mine.yaml"
+    assert run_cli("recipes", "cp", "lab/pretrain", str(dest)).returncode == 0
+    assert dest.read_text() == (REPO / "configs/lab/pretrain.yaml").read_text()
+    again = run_cli("recipes", "cp", "lab/pretrain", str(dest))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_recipes_ls_lists_every_shipped_recipe() -> None:
+    result = run_cli("recipes", "ls")
+    assert result.returncode == 0
+    for name in shipped_recipes():
+        assert name in result.stdout
