@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 
-err = Console(stderr=True)
-out = Console()
+# Tables printed to a pipe or a log file keep a readable width instead of rich's 80-column default.
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=140)
+out = Console() if sys.stdout.isatty() else Console(width=140)

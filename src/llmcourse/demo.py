@@ -50,11 +50,15 @@ def print_table(results: list[StageResult]) -> None:
     """One rich table: a row per stage, exact match per skill, perplexity and size."""
     from rich.table import Table
 
-    table = Table(title="llmcourse demo — the lab model at each stage", header_style="bold")
+    table = Table(
+        title="llmcourse demo — the lab model at each stage",
+        caption="held-out exact match per skill, held-out perplexity, weight size, last training loss",
+        header_style="bold",
+    )
     table.add_column("stage")
     table.add_column("params", justify="right")
     for name in lab_skills.SKILLS:
-        table.add_column(f"EM {name}", justify="right")
+        table.add_column(name.replace("_", " "), justify="right")
     for column in ("EM mean", "ppl", "size MB", "loss"):
         table.add_column(column, justify="right")
     for result in results:
