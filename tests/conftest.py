@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,14 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+# Every test and every CLI call shares one private lab cache, never the user's ~/.cache/llmcourse.
+# Set LLMCOURSE_TEST_HOME to reuse a lab cache between local runs.
+os.environ["LLMCOURSE_HOME"] = os.environ.get("LLMCOURSE_TEST_HOME") or tempfile.mkdtemp(prefix="llmcourse-home-")
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 1800) -> subprocess.CompletedProcess:
     """Run `python -m llmcourse ARGS` in a subprocess, as a user would, and capture its output."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
@@ -27,9 +31,9 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 
 
 @pytest.fixture(scope="session")
-def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private $LLMCOURSE_HOME for this test session."""
-    return tmp_path_factory.mktemp("llmcourse-home")
+def lab_home() -> Path:
+    """The private $LLMCOURSE_HOME of this test session."""
+    return Path(os.environ["LLMCOURSE_HOME"])
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from llmcourse.cli_support import emit_summary, guarded, print_recipe
+from llmcourse.cli_support import emit_summary, guarded, print_recipe, resolve_lab_base
 
 app = typer.Typer(
     name="llmcourse",
@@ -55,6 +55,72 @@ def pretrain(
         from llmcourse.pretrain import run
 
         emit_summary("pretrain", run(resolved, overwrite=overwrite), json_out)
+
+    guarded(debug, action)
+
+
+@app.command(rich_help_panel="Train")
+def sft(
+    recipe: Recipe,
+    overrides: Overrides = None,
+    output_dir: OutputDir = None,
+    overwrite: Overwrite = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint of an interrupted run.")] = False,
+    preview: Annotated[bool, typer.Option("--preview", help="Show 2 formatted samples (dim = no loss) and exit.")] = False,
+    num_processes: Annotated[int, typer.Option("--num-processes", help="Data-parallel processes via accelerate launch.")] = 1,
+    dry_run: DryRun = False,
+    debug: Debug = False,
+    json_out: Json = False,
+) -> None:
+    """Supervised fine-tuning: full, LoRA or QLoRA (TRL SFTTrainer, Axolotl-style recipes)."""
+
+    def action() -> None:
+        from llmcourse.recipes.registry import load_command_recipe
+
+        resolved = load_command_recipe("sft", recipe, overrides or [], output_dir)
+        if dry_run:
+            print_recipe(resolved)
+            return
+        if num_processes > 1:
+            from llmcourse.finetune.launch import relaunch
+
+            raise typer.Exit(relaunch(num_processes))
+        from llmcourse.finetune.sft import preflight
+
+        preflight(resolved)
+        resolved = resolve_lab_base(resolved)
+        if preview:
+            from llmcourse.finetune.preview import preview as show
+
+            show(resolved)
+            return
+        from llmcourse.finetune.sft import run
+
+        summary = run(resolved, overwrite=overwrite, resume=resume)
+        from llmcourse.distributed import is_main_process
+
+        if is_main_process():
+            emit_summary("sft", summary, json_out)
+
+    guarded(debug, action)
+
+
+@app.command("merge-adapter", rich_help_panel="Train")
+def merge_adapter_command(
+    adapter: Annotated[str, typer.Argument(help="LoRA adapter folder.", show_default=False)],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where to write the merged model.")],
+    base_model: Annotated[Optional[str], typer.Option(help="Base model (default: the one the adapter names).")] = None,
+    overwrite: Overwrite = False,
+    allow_pickle: AllowPickle = False,
+    debug: Debug = False,
+    json_out: Json = False,
+) -> None:
+    """Merge a LoRA adapter into its base (PEFT merge_and_unload) and save a full model."""
+
+    def action() -> None:
+        from llmcourse.finetune.merge_adapter import run
+
+        emit_summary("merge-adapter", run(adapter, output_dir, base_model, overwrite, allow_pickle), json_out)
 
     guarded(debug, action)
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, NoReturn
 
 import typer
 
-from llmcourse.errors import EXIT_USER_ERROR, UserError
+from llmcourse.errors import EXIT_USER_ERROR, Interrupted, UserError
 
 
 def fail(error: UserError, debug: bool) -> NoReturn:
@@ -32,6 +32,11 @@ def guarded(debug: bool, action: Callable[[], Any]) -> Any:
         return action()
     except UserError as error:
         fail(error, debug)
+    except Interrupted as stop:
+        from llmcourse.console import err
+
+        err.print(f"[yellow]{stop.message}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     except KeyboardInterrupt:
         from llmcourse.console import err
 
@@ -61,3 +66,14 @@ def emit_summary(title: str, summary: dict[str, Any], as_json: bool) -> None:
     for key, value in summary.items():
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     out.print(table)
+
+
+def resolve_lab_base(recipe: Any, field: str = "base_model") -> Any:
+    """Replace `lab://base` in `recipe.<field>` by the lab base folder, building it on first use."""
+    from llmcourse.modelio import LAB_BASE
+
+    if getattr(recipe, field, None) != LAB_BASE:
+        return recipe
+    from llmcourse.labcmd import build
+
+    return recipe.model_copy(update={field: build([])["path"]})

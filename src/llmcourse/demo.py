@@ -29,21 +29,46 @@ def folder_size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.glob("*.safetensors")) / 1e6
 
 
-def base_stage(force: bool) -> StageResult:
-    """Build or reuse the lab base and measure it: exact match, perplexity, size."""
+def base_stages(force: bool) -> list[StageResult]:
+    """Build or reuse the lab base and measure it with plain Q/A prompts and with ChatML prompts."""
     from llmcourse.labcmd import build, score
 
     built = build([], force)
     path = Path(built["path"])
-    measured = score(str(path), "all", 100, "plain", allow_pickle=False)
-    metrics = {
-        "params": built["parameters"],
-        "pretrain_loss": built["last_logged_loss"],
-        "pretrain_s": built["elapsed_s"] if built["built"] else None,
-        **measured,
-        "size_mb": round(folder_size_mb(path), 2),
-    }
-    return StageResult("base (pretrained)", str(path), metrics)
+    common = {"params": built["parameters"], "size_mb": round(folder_size_mb(path), 2)}
+    plain = score(str(path), "all", 100, "plain", allow_pickle=False)
+    chat = score(str(path), "all", 100, "chat", allow_pickle=False)
+    return [
+        StageResult("base, Q/A prompt", str(path), {**common, **plain, "loss": built["last_logged_loss"]}),
+        StageResult("base, ChatML prompt", str(path), {**common, **chat}),
+    ]
+
+
+def cached_run(name: str, recipe: Any, runner: Any, force: bool) -> Path:
+    """Run a stage's recipe into the lab cache, keyed by the resolved recipe; reuse it when present."""
+    from llmcourse.cache import cache_path
+
+    path = cache_path(name, recipe)
+    if force or not (path / "report.json").exists():
+        runner(recipe.model_copy(update={"output_dir": str(path)}), overwrite=True)
+    else:
+        err.print(f"reusing {name} in {path}")
+    return path
+
+
+def sft_stage(base: str, force: bool) -> StageResult:
+    """Fine-tune the base with the shipped lab SFT recipe (ChatML) and measure it."""
+    from llmcourse.finetune.sft import run as run_sft
+    from llmcourse.labcmd import score
+    from llmcourse.recipes.registry import load_command_recipe
+
+    recipe = load_command_recipe("sft", "lab/sft", [f"base_model={base}"], None)
+    path = cached_run("sft", recipe, run_sft, force)
+    report = json.loads((path / "report.json").read_text(encoding="utf-8"))
+    measured = score(str(path), "all", 100, "chat", allow_pickle=False)
+    metrics = {"params": None, **measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],
+               "tokens_per_second": report["tokens_per_second"]}
+    return StageResult("SFT (full, ChatML)", str(path), metrics)
 
 
 def print_table(results: list[StageResult]) -> None:
@@ -71,7 +96,7 @@ def print_table(results: list[StageResult]) -> None:
             _pct(m.get("exact_match/mean")),
             f"{m['heldout_perplexity']:.2f}" if "heldout_perplexity" in m else "",
             f"{m['size_mb']:.1f}" if "size_mb" in m else "",
-            f"{m['pretrain_loss']:.3f}" if m.get("pretrain_loss") is not None else "",
+            f"{m['loss']:.3f}" if m.get("loss") is not None else "",
         )
     out.print(table)
 
@@ -84,12 +109,15 @@ def run(force: bool = False, as_json: bool = False) -> list[StageResult]:
     """Run the demo stages in order and print the table (or JSON)."""
     started = time.perf_counter()
     err.print("[bold]llmcourse demo[/]: the lab model, offline, end to end")
-    results = [base_stage(force)]
+    results = base_stages(force)
+    results.append(sft_stage(results[0].path, force))
     elapsed = time.perf_counter() - started
     if as_json:
         payload = {"stages": [r.__dict__ for r in results], "elapsed_s": round(elapsed, 1)}
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     else:
         print_table(results)
-        err.print(f"done in {elapsed:.0f} s; the base model is in {results[0].path}")
+        lift = results[-1].metrics["exact_match/mean"] - results[1].metrics["exact_match/mean"]
+        err.print(f"SFT lifted held-out exact match by {100 * lift:.0f} points over the base (same ChatML prompts)")
+        err.print(f"done in {elapsed:.0f} s; models are in {Path(results[0].path).parent}")
     return results

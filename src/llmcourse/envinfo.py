@@ -27,7 +27,7 @@ def collect() -> dict[str, Any]:
         info["device"] = "cuda"
     else:
         info["device"] = "cpu"
-    from llmcourse.pretrain import llmcourse_home
+    from llmcourse.cache import llmcourse_home
 
     info["llmcourse_home"] = str(llmcourse_home())
     return info

@@ -38,3 +38,11 @@ def choose(kind: str, name: str, choices: Iterable[str]) -> None:
             f"unknown {kind} '{name}'{did_you_mean(name, valid)}",
             hint=f"valid {kind}s: {', '.join(valid)}",
         )
+
+
+class Interrupted(Exception):
+    """A run stopped on request (Ctrl-C) after saving what it needs to resume. Exit code 130."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

@@ -81,8 +81,15 @@ def score(model_name: str, skills: str, count: int, prompt_format: str, allow_pi
     from llmcourse.lab import scoring
     from llmcourse.modelio import load_causal_lm
 
+    from llmcourse.training import quiet_libraries
+
+    quiet_libraries()
     started = time.perf_counter()
     model, tokenizer = load_causal_lm(model_name, allow_pickle=allow_pickle)
+    if prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
+        from llmcourse.finetune.templates import prepare_chat_template
+
+        prepare_chat_template(tokenizer, "chatml")  # a base model asked in ChatML, as its SFT will be
     result = scoring.exact_match(model, tokenizer, names, count=count, prompt_format=prompt_format)  # type: ignore[arg-type]
     summary: dict[str, Any] = {f"exact_match/{k}": round(v, 4) for k, v in result.per_skill.items()}
     summary["exact_match/mean"] = round(result.mean, 4)

@@ -10,6 +10,7 @@ from llmcourse.errors import UserError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+LAB_BASE = "lab://base"  # the lab's pretrained base, resolved by the command line (built on first use)
 
 
 def looks_like_local_path(name: str) -> bool:
@@ -25,7 +26,7 @@ def check_model_source(name: str, allow_pickle: bool = False) -> str:
     Local folders must exist, hold a `config.json`, and hold safetensors weights unless
     `allow_pickle` (pickle files can run code when loaded).
     """
-    if not looks_like_local_path(name):
+    if not looks_like_local_path(name) or name == LAB_BASE:
         return name
     path = Path(name).expanduser()
     if not path.exists():

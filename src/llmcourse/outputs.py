@@ -50,22 +50,35 @@ def check_output_free(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
+def partial_path(path: str | Path) -> Path:
+    """The `.partial` sibling an output is written into before it is complete."""
+    final = Path(path)
+    return final.with_name(final.name + PARTIAL_SUFFIX)
+
+
 @contextlib.contextmanager
-def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output(path: str | Path, overwrite: bool = False, resume: bool = False, main_process: bool = True) -> Iterator[Path]:
     """Yield a `.partial` folder to write into; rename it to `path` only if the block succeeds.
 
-    On a user error the partial folder is removed; on any other failure it is kept (its name says
-    it is incomplete) so that checkpoints or logs can be inspected.
+    On a user error the partial folder is removed; on any other failure (or an interruption) it is
+    kept, since its name says it is incomplete and it may hold checkpoints to `resume` from. In a
+    multi-process run only the main process creates and renames; the others just write into it.
     """
     final = check_output_free(path, overwrite)
-    partial = final.with_name(final.name + PARTIAL_SUFFIX)
-    if partial.exists():
+    partial = partial_path(final)
+    if not main_process:
+        yield partial
+        return
+    if resume and not partial.exists():
+        raise UserError(f"nothing to resume: {partial} does not exist", hint="start the run without --resume")
+    if partial.exists() and not resume:
         shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    partial.mkdir(parents=True, exist_ok=True)
     try:
         yield partial
     except UserError:
-        shutil.rmtree(partial, ignore_errors=True)
+        if not resume:
+            shutil.rmtree(partial, ignore_errors=True)
         raise
     if final.exists():
         previous = final.with_name(final.name + ".previous")

@@ -6,14 +6,12 @@ lab recipe into `$LLMCOURSE_HOME`.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import random
 import time
 from pathlib import Path
 from typing import Any
 
-from llmcourse import __version__
+from llmcourse.cache import cache_path
 from llmcourse.console import err
 from llmcourse.data import check_source, is_lab, load_rows, texts_of
 from llmcourse.errors import UserError
@@ -166,20 +164,9 @@ def _write_card(folder: Path, recipe: PretrainRecipe, summary: dict[str, Any]) -
     )
 
 
-def llmcourse_home() -> Path:
-    """Where the lab keeps what it builds: `$LLMCOURSE_HOME`, default `~/.cache/llmcourse`."""
-    return Path(os.environ.get("LLMCOURSE_HOME", Path.home() / ".cache" / "llmcourse")).expanduser()
-
-
-def lab_base_path(recipe: PretrainRecipe) -> Path:
-    """The cache folder of the lab base for this exact recipe and llmcourse version."""
-    digest = hashlib.sha256((dump_recipe(recipe) + __version__).encode()).hexdigest()[:10]
-    return llmcourse_home() / "lab" / f"base-{digest}"
-
-
 def build_lab_base(recipe: PretrainRecipe, force: bool = False) -> tuple[Path, bool]:
     """Pretrain the lab base into the cache unless it is there; returns (path, built_now)."""
-    path = lab_base_path(recipe)
+    path = cache_path("base", recipe)
     if path.exists() and (path / "report.json").exists() and not force:
         return path, False
     run(recipe.model_copy(update={"output_dir": str(path)}), overwrite=True)

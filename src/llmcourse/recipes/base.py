@@ -33,9 +33,9 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         current = _model_in(field.annotation)
     if current is None or not hasattr(current, "model_fields"):
         return []
-    names = []
-    for name, info in current.model_fields.items():
-        names.append(info.alias or name)
+    names = [info.alias or name for name, info in current.model_fields.items()]
+    if not [p for p in loc if not isinstance(p, int)] and hasattr(model, "flat_key_names"):
+        names += model.flat_key_names()
     return names
 
 

@@ -73,20 +73,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def validate(model: type[RecipeT], data: dict[str, Any], source: str = "recipe") -> RecipeT:
-    """Validate `data` against `model`, reporting every problem at once as one UserError."""
+    """Validate `data` against `model`, reporting every problem at once as one UserError.
+
+    Models that accept foreign keys without acting on them (Axolotl's `wandb_*`, ...) expose
+    `split_ignored`; those keys produce one warning, never an error.
+    """
+    if hasattr(model, "split_ignored"):
+        data, ignored = model.split_ignored(data)
+        if ignored:
+            from llmcourse.console import err
+
+            err.print(f"[yellow]warning:[/] {source}: ignoring keys that llmcourse does not act on: {', '.join(ignored)}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         lines = format_validation_error(exc, model)
         count = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
         raise UserError(f"{source}: {count}\n  " + "\n  ".join(lines)) from exc
-
-
-def load_recipe(model: type[RecipeT], path: str | Path | None, overrides: list[str] | None = None) -> RecipeT:
-    """Read, override and validate a recipe (`path=None` starts from the model's defaults)."""
-    data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides or [])
-    return validate(model, data, source=str(path) if path is not None else "recipe")
 
 
 def dump_recipe(recipe: BaseModel) -> str:

@@ -21,6 +21,7 @@ def register_recipe(command: str, target: str) -> None:
 
 
 register_recipe("pretrain", "llmcourse.recipes.pretrain:PretrainRecipe")
+register_recipe("sft", "llmcourse.recipes.sft:SftRecipe")
 
 
 def recipe_model(command: str) -> Any:
@@ -91,6 +92,10 @@ def validator_for(command: str) -> Callable[[Any], None] | None:
         from llmcourse.pretrain import preflight
 
         return preflight
+    if command == "sft":
+        from llmcourse.finetune.sft import preflight as sft_preflight
+
+        return sft_preflight
     return None
 
 

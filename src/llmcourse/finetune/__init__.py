@@ -1,0 +1,1 @@
+"""Fine-tuning commands: sft, dpo, merge-adapter."""

@@ -1,0 +1,35 @@
+"""`llmcourse sft RECIPE --preview`: formatted samples with the no-loss part dimmed, no weights loaded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmcourse.console import out
+from llmcourse.finetune import data as sft_data
+from llmcourse.recipes.sft import SftRecipe
+
+
+def preview(recipe: SftRecipe, count: int = 2) -> list[dict[str, Any]]:
+    """Print `count` formatted examples (dim = context, bold = learned) with their token counts."""
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from llmcourse.finetune.sft import prepare_tokenizer, preflight
+
+    preflight(recipe)
+    tokenizer, template, _ = prepare_tokenizer(recipe)
+    examples = sft_data.load_examples(recipe)[:count]
+    shown = []
+    for index, (source, example) in enumerate(examples):
+        ids, mask = sft_data.encode(tokenizer, example, recipe.train_on_inputs)
+        text = Text()
+        for token_id, learn in zip(ids, mask):
+            piece = tokenizer.decode([token_id])
+            text.append(piece, style="bold green" if learn else "dim")
+        title = f"sample {index + 1} from {source} — {len(ids)} tokens, {sum(mask)} with loss, template {template}"
+        if len(ids) > recipe.sequence_len:
+            title += f" (truncated to {recipe.sequence_len})"
+        out.print(Panel(text, title=title, title_align="left"))
+        shown.append({"source": source, "tokens": len(ids), "loss_tokens": sum(mask)})
+    out.print("[dim]dim: context (no loss)[/]   [bold green]green: learned tokens[/]")
+    return shown

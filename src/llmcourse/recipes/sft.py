@@ -1,0 +1,164 @@
+"""Recipe for `llmcourse sft`: nested sections, with Axolotl's flat key names accepted as aliases."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from llmcourse.recipes.base import CommandRecipe, Recipe
+from llmcourse.recipes.common import DatasetSource, TrainSection
+
+DATASET_TYPES = ("alpaca", "sharegpt", "messages", "chat_template", "completion", "text")
+CHAT_TEMPLATES = ("chatml", "llama3", "mistral", "alpaca", "tokenizer_default")
+
+# Axolotl keys that we read but do not act on: accepted, listed once in a warning.
+AXOLOTL_IGNORED = {
+    "wandb_project", "wandb_entity", "wandb_watch", "wandb_name", "wandb_run_id", "wandb_log_model", "wandb_mode",
+    "strict", "xformers_attention", "flash_attention", "sdp_attention", "group_by_length", "early_stopping_patience",
+    "local_rank", "debug", "dataset_prepared_path", "pad_to_sequence_len", "is_llama_derived_model", "is_mistral_derived_model",
+    "is_qwen_derived_model", "model_type", "tokenizer_type", "hub_strategy", "eval_sample_packing", "save_total_limit",
+    "auto_resume_from_checkpoints", "lr_quadratic_warmup", "loss_watchdog_threshold", "loss_watchdog_patience",
+    "fsdp_config", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir", "tokens",
+    "shuffle_merged_datasets", "dataset_processes", "gptq", "torch_compile", "ddp_timeout", "plugins", "train_on_eos",
+    "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer", "unfrozen_parameters", "chat_template_jinja",
+    "lora_model_dir", "lora_fan_in_fan_out", "gradient_checkpointing_kwargs", "max_packed_sequence_len", "micro_batch_eval_size",
+}
+
+
+class SftDataset(DatasetSource):
+    """A dataset with its format (`type`) and Axolotl-style field mappings."""
+
+    type: Literal["alpaca", "sharegpt", "messages", "chat_template", "completion", "text"] | None = None
+    field: str = "text"
+    field_messages: str | None = None
+    field_instruction: str = "instruction"
+    field_input: str = "input"
+    field_output: str = "output"
+    field_system: str = "system"
+    message_property_mappings: dict[str, str] = Field(default_factory=dict)
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class LoraSection(Recipe):
+    """LoRA hyper-parameters (Axolotl: lora_r, lora_alpha, ...)."""
+
+    r: int = Field(default=16, gt=0)
+    alpha: int = Field(default=32, gt=0)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] | None = None
+    target_linear: bool = True
+    modules_to_save: list[str] | None = None
+
+
+class SftTrainSection(TrainSection):
+    """The training loop plus SFT's checkpointing and evaluation cadence."""
+
+    learning_rate: float = Field(default=2e-4, gt=0, lt=1)
+    save_steps: int | None = Field(default=None, gt=0)
+    saves_per_epoch: int | None = Field(default=None, gt=0)
+    evals_per_epoch: int | None = Field(default=None, gt=0)
+    tf32: Literal["auto", True, False] = "auto"
+
+
+class SftRecipe(CommandRecipe):
+    """`llmcourse sft RECIPE.yaml`."""
+
+    output_dir: str | None = "outputs/sft"
+    base_model: str = Field(min_length=1)
+    tokenizer: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    license: str | None = None
+    datasets: list[SftDataset] = Field(min_length=1)
+    val_set_size: float = Field(default=0.0, ge=0)
+    chat_template: Literal["chatml", "llama3", "mistral", "alpaca", "tokenizer_default"] | None = None
+    special_tokens: dict[str, str] = Field(default_factory=dict)
+    train_on_inputs: bool = False
+    sequence_len: int = Field(default=2048, ge=8)
+    sample_packing: bool = False
+    adapter: Literal["lora", "qlora", "none"] = "none"
+    load_in_4bit: bool = False
+    load_in_8bit: bool = False
+    lora: LoraSection = LoraSection()
+    train: SftTrainSection = SftTrainSection()
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
+    liger: bool = False
+    merge_adapter: bool = False
+    resume_from_checkpoint: str | None = None
+    hub_model_id: str | None = None
+    deepspeed: str | None = None
+    fsdp: str | None = None
+    eval_lab_count: int = Field(default=100, ge=0, description="held-out questions per lab skill scored at the end")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _axolotl_keys(cls, data: Any) -> Any:
+        return normalize_axolotl(data, cls)
+
+    @classmethod
+    def split_ignored(cls, data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Remove the Axolotl keys we accept without acting on them; returns (rest, their names)."""
+        return ignored_axolotl_keys(data)
+
+    @classmethod
+    def flat_key_names(cls) -> list[str]:
+        """Axolotl's flat spellings of our nested keys, offered in "did you mean" suggestions."""
+        return [*SftTrainSection.model_fields, *(f"lora_{k}" for k in LoraSection.model_fields)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SftRecipe":
+        if self.adapter == "qlora" and self.load_in_8bit:
+            raise ValueError("adapter: qlora loads the base in 4 bits; remove load_in_8bit")
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("load_in_4bit and load_in_8bit are exclusive")
+        if (self.load_in_4bit or self.load_in_8bit) and self.adapter == "none":
+            raise ValueError("a quantized base cannot be fully fine-tuned; set adapter: lora (or qlora)")
+        if self.merge_adapter and self.adapter == "none":
+            raise ValueError("merge_adapter needs adapter: lora or qlora")
+        if self.val_set_size >= 1 and self.val_set_size != int(self.val_set_size):
+            raise ValueError(f"val_set_size is a fraction (< 1) or a whole number of rows, got {self.val_set_size}")
+        return self
+
+    @property
+    def quantized(self) -> Literal["4bit", "8bit"] | None:
+        """How the base weights are loaded: 4-bit for QLoRA or load_in_4bit, 8-bit, or None."""
+        if self.adapter == "qlora" or self.load_in_4bit:
+            return "4bit"
+        return "8bit" if self.load_in_8bit else None
+
+
+def normalize_axolotl(data: Any, model: type[CommandRecipe]) -> Any:
+    """Move Axolotl's flat keys into our sections; collect the ones we ignore under `_ignored`."""
+    if not isinstance(data, dict):
+        return data
+    data = {k: v for k, v in data.items() if v is not None}  # Axolotl writes `key:` (null) for "unset"
+    train_fields = set(SftTrainSection.model_fields)
+    lora_fields = set(LoraSection.model_fields)
+    train = dict(data.get("train") or {})
+    lora = dict(data.get("lora") or {})
+    for key in list(data):
+        if key in model.model_fields:
+            continue
+        if key in train_fields:
+            train[key] = data.pop(key)
+        elif key.startswith("lora_") and key[5:] in lora_fields:
+            lora[key[5:]] = data.pop(key)
+        elif key == "rl":
+            raise ValueError("rl: preference tuning is `llmcourse dpo RECIPE`, not sft")
+    if data.get("adapter") in (None, "", False):
+        data["adapter"] = "none" if "adapter" in data or not lora else "lora"
+    if train or "train" in data:
+        data["train"] = train
+    if lora or "lora" in data:
+        data["lora"] = lora
+    return data
+
+
+def ignored_axolotl_keys(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Split off the Axolotl keys we accept but do not act on (warned about once, never an error).
+
+    Keys left empty (`wandb_project:`) are dropped without a warning: they ask for nothing.
+    """
+    kept = {k: v for k, v in data.items() if k not in AXOLOTL_IGNORED}
+    return kept, sorted(k for k, v in data.items() if k in AXOLOTL_IGNORED and v not in (None, "", False))

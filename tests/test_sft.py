@@ -1,0 +1,139 @@
+"""`llmcourse sft` through the real CLI on the lab base: every mode trains, outputs load, runs resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from llmcourse.outputs import read_card_metadata
+
+FAST = ["datasets.0.num_samples=800", "max_steps=24", "logging_steps=4", "eval_lab_count=0", "sequence_len=128"]
+
+
+def sft(base: str, out: Path, *extra: str, recipe: str = "lab/sft") -> subprocess.CompletedProcess:
+    return run_cli("sft", recipe, f"base_model={base}", *FAST, *extra, "-o", str(out), "--json")
+
+
+def losses(folder: Path) -> list[float]:
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [row["loss"] for row in rows if "loss" in row]
+
+
+@pytest.mark.parametrize(
+    "mode, recipe, extra",
+    [
+        ("full", "lab/sft", ["sample_packing=false"]),
+        ("packed", "lab/sft", ["sample_packing=true"]),
+        ("lora", "lab/sft-lora", ["merge_adapter=false"]),
+        ("qlora", "lab/sft-qlora", []),
+    ],
+)
+def test_loss_falls(mode: str, recipe: str, extra: list[str], lab_base: dict, tmp_path: Path) -> None:
+    out = tmp_path / mode
+    result = sft(lab_base["path"], out, *extra, recipe=recipe)
+    assert result.returncode == 0, result.stderr
+    curve = losses(out)
+    assert len(curve) == 6 and curve[-1] < 0.7 * curve[0], curve
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 24 and summary["tokens_per_second"] > 0
+    names = {p.name for p in out.iterdir()}
+    weights = "adapter_model.safetensors" if mode in ("lora", "qlora") else "model.safetensors"
+    assert {weights, "tokenizer.json", "README.md", "llmcourse.yaml", "metrics.jsonl", "report.json"} <= names
+    assert not (out / "checkpoints").exists() and not (tmp_path / f"{mode}.partial").exists()
+    meta = read_card_metadata(out)
+    assert meta["base_model"] == lab_base["path"]
+    assert "sft" in meta["tags"]
+
+
+def test_saved_model_chats_with_its_template(lab_base: dict, tmp_path: Path) -> None:
+    out = tmp_path / "llama3"
+    result = sft(lab_base["path"], out, "chat_template=llama3", "max_steps=4")
+    assert result.returncode == 0, result.stderr
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert "<|eot_id|>" in tokenizer.get_vocab(), "the template's special tokens were added"
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer), "embeddings resized to the new vocabulary"
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert tokenizer.convert_tokens_to_ids("<|eot_id|>") in model.generation_config.eos_token_id
+
+
+def test_merged_adapter_matches_base_plus_adapter(lab_base: dict, tmp_path: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "lora"
+    result = sft(lab_base["path"], out, "merge_adapter=true", recipe="lab/sft-lora")
+    assert result.returncode == 0, result.stderr
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    ids = tokenizer(["Q: Is 12 even or odd?\nA:", "What is the last letter of bakit?"], return_tensors="pt", padding=True)
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
+    stacked = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(lab_base["path"]), str(out)).eval()
+    base_only = AutoModelForCausalLM.from_pretrained(lab_base["path"]).eval()
+    with torch.no_grad():
+        a, b, c = merged(**ids).logits, stacked(**ids).logits, base_only(**ids).logits
+    assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    assert (a - c).abs().max() > 1e-2, "the adapter changed something"
+    assert read_card_metadata(out / "merged")["base_model"] == lab_base["path"]
+
+    separate = tmp_path / "merged-cli"
+    cli = run_cli("merge-adapter", str(out), "-o", str(separate), "--json")
+    assert cli.returncode == 0, cli.stderr
+    again = AutoModelForCausalLM.from_pretrained(separate).eval()
+    with torch.no_grad():
+        assert torch.allclose(again(**ids).logits, b, atol=1e-4)
+
+
+def test_two_process_cpu_run_writes_one_adapter(lab_base: dict, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    result = run_cli("sft", "lab/sft-lora", f"base_model={lab_base['path']}", *FAST, "merge_adapter=false",
+                     "max_steps=8", "-o", str(out), "--num-processes", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "adapter_model.safetensors").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["ddp"], "one output, no stray partial folders"
+    assert len(losses(out)) == 2, "only rank 0 logs"
+
+
+def test_sigkill_then_resume_reaches_the_same_loss(lab_base: dict, tmp_path: Path) -> None:
+    common = ["lab/sft", f"base_model={lab_base['path']}", *FAST, "max_steps=30", "save_steps=10", "logging_steps=10"]
+    reference = run_cli("sft", *common, "-o", str(tmp_path / "straight"), "--json")
+    assert reference.returncode == 0, reference.stderr
+    target = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "llmcourse", "sft", *common, "-o", str(target)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    checkpoint = tmp_path / "killed.partial" / "checkpoints" / "checkpoint-20"
+    deadline = time.time() + 600
+    while not (checkpoint / "trainer_state.json").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not target.exists(), "a killed run never looks complete"
+    resumed = run_cli("sft", *common, "-o", str(target), "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    straight_loss, resumed_loss = losses(tmp_path / "straight")[-1], losses(target)[-1]
+    assert abs(resumed_loss - straight_loss) <= 0.01 * straight_loss, (resumed_loss, straight_loss)
+    assert json.loads(resumed.stdout)["steps"] == 30
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, lab_base: dict) -> None:
+    result = run_cli("sft", "lab/sft", f"base_model={lab_base['path']}", "-o", str(tmp_path / "none"), "--resume")
+    assert result.returncode == 2 and "no checkpoint" in result.stderr
+
+
+def test_preview_shows_masked_samples_without_weights(lab_base: dict) -> None:
+    result = run_cli("sft", "lab/sft", f"base_model={lab_base['path']}", "--preview")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("sample ") == 2
+    assert "tokens" in result.stdout and "with loss" in result.stdout and "template chatml" in result.stdout
