@@ -1,28 +1,39 @@
-"""`llmcourse demo` reuses the lab base and reports what it measured."""
+"""`llmcourse demo` reuses the lab base, fine-tunes it and reports what each stage measured."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 
 
-def test_demo_reports_the_base_stage(lab_base: dict, lab_home: Path) -> None:
+@pytest.fixture(scope="module")
+def demo_report(lab_base: dict, lab_home: Path) -> dict:
     result = run_cli("demo", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    base = report["stages"][0]
-    assert base["path"] == lab_base["path"]
-    metrics = base["metrics"]
-    assert metrics["params"] == lab_base["parameters"]
-    assert 0 < metrics["exact_match/mean"] < 1
-    assert metrics["heldout_perplexity"] < lab_base["heldout_perplexity_init"] / 5
-    assert metrics["size_mb"] > 5
+    return json.loads(result.stdout)
 
 
-def test_demo_prints_a_table(lab_base: dict, lab_home: Path) -> None:
+def test_demo_measures_the_base(demo_report: dict, lab_base: dict) -> None:
+    plain, chat = demo_report["stages"][0], demo_report["stages"][1]
+    assert plain["path"] == lab_base["path"] == chat["path"]
+    assert plain["metrics"]["parameters"] == lab_base["parameters"]
+    assert 0 < plain["metrics"]["exact_match/mean"] < 1
+    assert plain["metrics"]["heldout_perplexity"] < lab_base["heldout_perplexity_init"] / 5
+    assert plain["metrics"]["size_mb"] > 5
+
+
+def test_sft_lifts_exact_match_by_50_points(demo_report: dict) -> None:
+    chat_base, sft = demo_report["stages"][1]["metrics"], demo_report["stages"][2]["metrics"]
+    assert sft["exact_match/mean"] - chat_base["exact_match/mean"] >= 0.5, (chat_base, sft)
+    assert sft["exact_match/larger"] > chat_base["exact_match/larger"], "a skill absent from pretraining was learned"
+
+
+def test_demo_prints_a_table_and_reuses_its_stages(demo_report: dict, lab_home: Path) -> None:
     result = run_cli("demo", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
-    assert "llmcourse demo" in result.stdout and "base (pretrained)" in result.stdout
-    assert "sentiment" in result.stdout
+    assert "llmcourse demo" in result.stdout and "base, Q/A prompt" in result.stdout and "SFT" in result.stdout
+    assert "reusing" in result.stderr and "points over the base" in result.stderr

@@ -41,7 +41,7 @@ def test_same_seed_gives_identical_initial_weights(tokenizer) -> None:
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
-@pytest.mark.parametrize("name", list(skills.SKILLS))
+@pytest.mark.parametrize("name", [*skills.SKILLS, *skills.EXTRA_SKILLS])
 def test_train_and_heldout_keys_are_disjoint(name: str) -> None:
     train = {ex.question for ex in skills.examples(name, "train", 3000)}
     heldout = skills.examples(name, "heldout", 200)
@@ -50,7 +50,7 @@ def test_train_and_heldout_keys_are_disjoint(name: str) -> None:
     assert not train & {ex.question for ex in heldout}
 
 
-@pytest.mark.parametrize("name", list(skills.SKILLS))
+@pytest.mark.parametrize("name", [*skills.SKILLS, *skills.EXTRA_SKILLS])
 def test_answers_are_exact_and_rejected_answers_differ(name: str) -> None:
     for ex in skills.examples(name, "train", 200):
         assert ex.answer and ex.rejected and ex.answer != ex.rejected

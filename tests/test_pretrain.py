@@ -68,5 +68,5 @@ def test_lab_score_measures_pretrained_skills(lab_base: dict) -> None:
     scores = json.loads(result.stdout)
     pretrained = [scores[f"exact_match/{s}"] for s in ("parity", "sentiment", "first_letter", "count")]
     assert sum(pretrained) / 4 >= 0.5, scores
-    assert scores["exact_match/larger"] <= 0.2 and scores["exact_match/add"] <= 0.2, "left for fine-tuning"
+    assert scores["exact_match/larger"] <= 0.2 and scores["exact_match/last_letter"] <= 0.2, "left for fine-tuning"
     assert scores["heldout_perplexity"] < 5

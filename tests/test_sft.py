@@ -137,3 +137,20 @@ def test_preview_shows_masked_samples_without_weights(lab_base: dict) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("sample ") == 2
     assert "tokens" in result.stdout and "with loss" in result.stdout and "template chatml" in result.stdout
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(lab_base: dict, tmp_path: Path) -> None:
+    target = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmcourse", "sft", "lab/sft", f"base_model={lab_base['path']}", *FAST, "max_steps=400",
+         "-o", str(target)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    metrics = tmp_path / "interrupted.partial" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while (not metrics.exists() or not metrics.read_text()) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert list((tmp_path / "interrupted.partial" / "checkpoints").glob("checkpoint-*")), "a checkpoint was saved"
+    assert not target.exists()

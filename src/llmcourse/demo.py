@@ -35,7 +35,7 @@ def base_stages(force: bool) -> list[StageResult]:
 
     built = build([], force)
     path = Path(built["path"])
-    common = {"params": built["parameters"], "size_mb": round(folder_size_mb(path), 2)}
+    common = {"size_mb": round(folder_size_mb(path), 2)}
     plain = score(str(path), "all", 100, "plain", allow_pickle=False)
     chat = score(str(path), "all", 100, "chat", allow_pickle=False)
     return [
@@ -66,7 +66,7 @@ def sft_stage(base: str, force: bool) -> StageResult:
     path = cached_run("sft", recipe, run_sft, force)
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
     measured = score(str(path), "all", 100, "chat", allow_pickle=False)
-    metrics = {"params": None, **measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],
+    metrics = {**measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],
                "tokens_per_second": report["tokens_per_second"]}
     return StageResult("SFT (full, ChatML)", str(path), metrics)
 
@@ -77,7 +77,8 @@ def print_table(results: list[StageResult]) -> None:
 
     table = Table(
         title="llmcourse demo — the lab model at each stage",
-        caption="held-out exact match per skill, held-out perplexity, weight size, last training loss",
+        caption="held-out exact match per skill; perplexity on held-out plain lab text (a chat fine-tune forgets "
+        "plain text: that is what this column shows); weight size; last training loss",
         header_style="bold",
     )
     table.add_column("stage")
@@ -88,13 +89,13 @@ def print_table(results: list[StageResult]) -> None:
         table.add_column(column, justify="right")
     for result in results:
         m = result.metrics
-        params = m.get("params")
+        params = m.get("parameters")
         table.add_row(
             result.stage,
             f"{params / 1e6:.2f} M" if params else "",
             *[_pct(m.get(f"exact_match/{name}")) for name in lab_skills.SKILLS],
             _pct(m.get("exact_match/mean")),
-            f"{m['heldout_perplexity']:.2f}" if "heldout_perplexity" in m else "",
+            f"{m['heldout_perplexity']:.4g}" if "heldout_perplexity" in m else "",
             f"{m['size_mb']:.1f}" if "size_mb" in m else "",
             f"{m['loss']:.3f}" if m.get("loss") is not None else "",
         )

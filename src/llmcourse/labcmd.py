@@ -91,7 +91,8 @@ def score(model_name: str, skills: str, count: int, prompt_format: str, allow_pi
 
         prepare_chat_template(tokenizer, "chatml")  # a base model asked in ChatML, as its SFT will be
     result = scoring.exact_match(model, tokenizer, names, count=count, prompt_format=prompt_format)  # type: ignore[arg-type]
-    summary: dict[str, Any] = {f"exact_match/{k}": round(v, 4) for k, v in result.per_skill.items()}
+    summary: dict[str, Any] = {"parameters": sum(p.numel() for p in model.parameters())}
+    summary.update({f"exact_match/{k}": round(v, 4) for k, v in result.per_skill.items()})
     summary["exact_match/mean"] = round(result.mean, 4)
     summary["heldout_perplexity"] = round(heldout_perplexity(model, tokenizer), 3)
     summary["elapsed_s"] = round(time.perf_counter() - started, 1)

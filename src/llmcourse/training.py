@@ -38,9 +38,10 @@ def trainer_callbacks(metrics: MetricsLog, description: str) -> list[Any]:
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
             if self.progress is None or not logs:
                 return
+            names = {"loss": "loss", "eval_loss": "eval loss", "learning_rate": "lr", "train_tokens_per_second": "tok/s"}
             stats = "  ".join(
-                f"{key.replace('eval_', 'eval ')}={value:.4g}" for key, value in logs.items()
-                if key in ("loss", "eval_loss", "learning_rate", "eval_perplexity") and isinstance(value, (int, float))
+                f"{names[key]}={value:.4g}" for key, value in logs.items()
+                if key in names and isinstance(value, (int, float))
             )
             if stats:
                 self.progress.update(self.task, stats=stats)
@@ -119,9 +120,13 @@ def training_kwargs(t: TrainSection, output_dir: str, has_eval: bool) -> dict[st
 
 def quiet_libraries() -> None:
     """Silence the libraries' own progress bars and advisory warnings (ours replace them)."""
+    import logging as std_logging
     import warnings
 
     from transformers.utils import logging
+
+    # bitsandbytes warns on CPU that it cannot download an optional kernel from the hub.
+    std_logging.getLogger("bitsandbytes").setLevel(std_logging.ERROR)
 
     logging.disable_progress_bar()
     logging.set_verbosity_error()
