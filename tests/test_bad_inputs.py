@@ -107,11 +107,27 @@ def sequence_longer_than_positions(tmp: Path) -> tuple[list[str], str]:
     return ["pretrain", "lab/pretrain", "data.sequence_len=4096"], "exceeds model.max_position_embeddings"
 
 
+def hub_model_offline(tmp: Path) -> tuple[list[str], str]:
+    return ["sft", "lab/sft", "base_model=some-org/not-cached-model"], "cannot load tokenizer 'some-org/not-cached-model'"
+
+
+def sft_missing_tokenizer_folder(tmp: Path) -> tuple[list[str], str]:
+    return ["sft", "lab/sft", f"tokenizer={tmp / 'tok'}/"], "tokenizer: folder not found"
+
+
+def sft_pickle_only_base(tmp: Path) -> tuple[list[str], str]:
+    folder = tmp / "pickled"
+    write(folder / "config.json", json.dumps({"model_type": "llama"}))
+    write(folder / "pytorch_model.bin", "not really a pickle")
+    return ["sft", "lab/sft", f"base_model={folder}"], "only pickle weights"
+
+
 CASES: list[Case] = [
     malformed_yaml, unknown_key, unknown_top_level_key, wrong_type, out_of_range, every_problem_at_once,
     missing_recipe, missing_dataset_file, unknown_lab_skill, empty_dataset, blank_text_dataset, wrong_text_column,
     bad_override_syntax, output_exists, missing_model, pickle_only_weights, unknown_shipped_recipe,
-    recipe_of_unknown_kind, sequence_longer_than_positions,
+    recipe_of_unknown_kind, sequence_longer_than_positions, hub_model_offline, sft_missing_tokenizer_folder,
+    sft_pickle_only_base,
 ]
 
 
@@ -119,7 +135,7 @@ CASES: list[Case] = [
 def test_bad_input_exits_2_with_a_clear_message(case: Case, tmp_path: Path) -> None:
     args, expected = case(tmp_path)
     default_out = tmp_path / "default-out"
-    if "--output-dir" not in args and args[0] == "pretrain":
+    if "--output-dir" not in args and args[0] in ("pretrain", "sft"):
         args = [*args, "--output-dir", str(default_out)]
     before = sorted(p.name for p in tmp_path.iterdir())
     result = run_cli(*args, cwd=tmp_path, env={"LLMCOURSE_HOME": str(tmp_path / "home")})

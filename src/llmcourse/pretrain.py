@@ -60,7 +60,7 @@ def run(recipe: PretrainRecipe, overwrite: bool = False) -> dict[str, Any]:
     from llmcourse.lab import scoring
     from llmcourse.lab.tokenizer import train_tokenizer
     from llmcourse.modelio import load_tokenizer
-    from llmcourse.training import quiet_libraries, quiet_trainer, trainer_callbacks, training_kwargs
+    from llmcourse.training import last_logged, quiet_libraries, quiet_trainer, trainer_callbacks, training_kwargs
 
     quiet_libraries()
     started = time.perf_counter()
@@ -116,7 +116,7 @@ def run(recipe: PretrainRecipe, overwrite: bool = False) -> dict[str, Any]:
             "steps": trainer.state.global_step,
             "train_tokens": tokens,
             "train_loss": round(float(result.training_loss), 4),
-            "last_logged_loss": round(_last_loss(trainer.state.log_history), 4),
+            "last_logged_loss": round(last_logged(trainer.state.log_history), 4),
             "heldout_perplexity_init": round(init_ppl, 3),
             "heldout_perplexity": round(final_ppl, 3),
             "tokens_per_second": round(tokens / max(result.metrics.get("train_runtime", elapsed), 1e-9), 1),
@@ -132,11 +132,6 @@ def run(recipe: PretrainRecipe, overwrite: bool = False) -> dict[str, Any]:
         _remove_checkpoints(folder)
     summary["output_dir"] = str(output)
     return summary
-
-
-def _last_loss(history: list[dict]) -> float:
-    losses = [row["loss"] for row in history if "loss" in row]
-    return float(losses[-1]) if losses else float("nan")
 
 
 def _remove_checkpoints(folder: Path) -> None:

@@ -138,3 +138,9 @@ def quiet_libraries() -> None:
     except ImportError:
         pass
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+
+
+def last_logged(history: list[dict], key: str = "loss") -> float:
+    """The most recent value of `key` in a Trainer's log history (NaN if it was never logged)."""
+    values = [row[key] for row in history if key in row]
+    return float(values[-1]) if values else float("nan")

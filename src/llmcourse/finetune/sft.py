@@ -19,7 +19,7 @@ from llmcourse.errors import Interrupted, UserError
 from llmcourse.finetune import data as sft_data
 from llmcourse.finetune.adapters import attach_lora, load_base
 from llmcourse.finetune.templates import prepare_chat_template, stop_token_ids
-from llmcourse.modelio import check_model_source, load_tokenizer
+from llmcourse.modelio import check_model_source, load_tokenizer, looks_like_local_path
 from llmcourse.outputs import MetricsLog, atomic_output, check_output_free, partial_path
 from llmcourse.recipes.sft import SftRecipe
 
@@ -29,8 +29,8 @@ DEEPSPEED_PRESETS = ("zero1", "zero2", "zero3")
 def preflight(recipe: SftRecipe) -> None:
     """Checks that need no heavy import: model and dataset paths, distributed presets."""
     check_model_source(recipe.base_model, recipe.allow_pickle)
-    if recipe.tokenizer:
-        check_model_source(recipe.tokenizer) if Path(recipe.tokenizer).exists() else None
+    if recipe.tokenizer and looks_like_local_path(recipe.tokenizer) and not Path(recipe.tokenizer).expanduser().is_dir():
+        raise UserError(f"tokenizer: folder not found: {recipe.tokenizer}", hint="pass a tokenizer folder or a hub id")
     for index, source in enumerate(recipe.datasets):
         check_source(source, f"datasets.{index}")
     if recipe.deepspeed and recipe.deepspeed not in DEEPSPEED_PRESETS and not Path(recipe.deepspeed).exists():

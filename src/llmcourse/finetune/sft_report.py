@@ -11,6 +11,7 @@ from llmcourse.console import err
 from llmcourse.outputs import write_json, write_model_card, write_run_record
 from llmcourse.recipes.loader import dump_recipe
 from llmcourse.recipes.sft import SftRecipe
+from llmcourse.training import last_logged
 
 
 def finish(recipe: SftRecipe, trainer: Any, result: Any, tokenizer: Any, folder: Path, encoded: Any,
@@ -31,7 +32,7 @@ def finish(recipe: SftRecipe, trainer: Any, result: Any, tokenizer: Any, folder:
         "tokens_per_second": round(tokens / max(runtime, 1e-9), 1),
         "loss_tokens_in_data": trained_tokens,
         "train_loss": round(float(result.training_loss), 4),
-        "last_logged_loss": round(_last(state.log_history, "loss"), 4),
+        "last_logged_loss": round(last_logged(state.log_history), 4),
     }
     if eval_rows:
         summary["eval_loss"] = round(float(trainer.evaluate()["eval_loss"]), 4)
@@ -109,8 +110,3 @@ def _card(folder: Path, recipe: SftRecipe, summary: dict[str, Any], template: st
         license=recipe.license, datasets=_hub_datasets(recipe),
         library_name="peft" if recipe.adapter != "none" else "transformers", results=results,
     )
-
-
-def _last(history: list[dict], key: str) -> float:
-    values = [row[key] for row in history if key in row]
-    return float(values[-1]) if values else float("nan")
