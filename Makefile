@@ -24,8 +24,9 @@ demo: install
 test: install
 	$(OFFLINE) $(BIN)/python -m pytest -q
 
+# GPU-marked tests, on a CUDA machine (pytest's exit code 5, "no tests collected", is not a failure).
 test-gpu: install
-	$(OFFLINE) $(BIN)/python -m pytest -q -m gpu
+	$(OFFLINE) $(BIN)/python -m pytest -q -m gpu || [ $$? -eq 5 ]
 
 clean:
 	rm -rf $(VENV) .pytest_cache

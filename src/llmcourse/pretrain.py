@@ -52,6 +52,9 @@ def run(recipe: PretrainRecipe, overwrite: bool = False) -> dict[str, Any]:
     """Pretrain the model described by `recipe`; returns the run summary written to `report.json`."""
     preflight(recipe)
     output = check_output_free(recipe.output_dir or "outputs/pretrain", overwrite)
+    from llmcourse.training import last_logged, quiet_libraries, quiet_trainer, trainer_callbacks, training_kwargs
+
+    quiet_libraries()
     import torch
     from torch.utils.data import Dataset
     from transformers import Trainer, TrainingArguments
@@ -60,9 +63,7 @@ def run(recipe: PretrainRecipe, overwrite: bool = False) -> dict[str, Any]:
     from llmcourse.lab import scoring
     from llmcourse.lab.tokenizer import train_tokenizer
     from llmcourse.modelio import load_tokenizer
-    from llmcourse.training import last_logged, quiet_libraries, quiet_trainer, trainer_callbacks, training_kwargs
 
-    quiet_libraries()
     started = time.perf_counter()
     err.print(f"[bold]pretrain[/] → {output}")
     train_texts, heldout_texts = load_corpus(recipe)

@@ -123,10 +123,9 @@ def quiet_libraries() -> None:
     import logging as std_logging
     import warnings
 
-    from transformers.utils import logging
-
     # bitsandbytes warns on CPU that it cannot download an optional kernel from the hub.
     std_logging.getLogger("bitsandbytes").setLevel(std_logging.ERROR)
+    from transformers.utils import logging
 
     logging.disable_progress_bar()
     logging.set_verbosity_error()

@@ -162,15 +162,15 @@ def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dic
                             hint="checkpoints are written every train.save_steps; start without --resume")
     else:
         check_output_free(output, overwrite)
+    from llmcourse.training import quiet_libraries, quiet_trainer, trainer_callbacks
+
+    quiet_libraries()
     import torch
     from accelerate import PartialState
     from datasets import Dataset
     from trl import SFTTrainer
 
     from llmcourse.finetune.sft_report import finish
-    from llmcourse.training import quiet_libraries, quiet_trainer, trainer_callbacks
-
-    quiet_libraries()
     state = PartialState(cpu=not torch.cuda.is_available())
     started = time.perf_counter()
     if state.is_main_process:
