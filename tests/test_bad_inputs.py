@@ -87,11 +87,15 @@ def missing_model(tmp: Path) -> tuple[list[str], str]:
     return ["lab", "score", str(tmp / "no-such-model")], "model not found"
 
 
-def pickle_only_weights(tmp: Path) -> tuple[list[str], str]:
+def pickled_model(tmp: Path) -> Path:
     folder = tmp / "pickled"
     write(folder / "config.json", json.dumps({"model_type": "llama"}))
     write(folder / "pytorch_model.bin", "not really a pickle")
-    return ["lab", "score", str(folder)], "only pickle weights"
+    return folder
+
+
+def pickle_only_weights(tmp: Path) -> tuple[list[str], str]:
+    return ["lab", "score", str(pickled_model(tmp))], "only pickle weights"
 
 
 def unknown_shipped_recipe(tmp: Path) -> tuple[list[str], str]:
@@ -116,10 +120,11 @@ def sft_missing_tokenizer_folder(tmp: Path) -> tuple[list[str], str]:
 
 
 def sft_pickle_only_base(tmp: Path) -> tuple[list[str], str]:
-    folder = tmp / "pickled"
-    write(folder / "config.json", json.dumps({"model_type": "llama"}))
-    write(folder / "pytorch_model.bin", "not really a pickle")
-    return ["sft", "lab/sft", f"base_model={folder}"], "only pickle weights"
+    return ["sft", "lab/sft", f"base_model={pickled_model(tmp)}"], "only pickle weights"
+
+
+def sft_deepspeed_missing(tmp: Path) -> tuple[list[str], str]:
+    return ["sft", "lab/sft", "deepspeed=zero2"], "deepspeed package is not installed"
 
 
 CASES: list[Case] = [
@@ -127,7 +132,7 @@ CASES: list[Case] = [
     missing_recipe, missing_dataset_file, unknown_lab_skill, empty_dataset, blank_text_dataset, wrong_text_column,
     bad_override_syntax, output_exists, missing_model, pickle_only_weights, unknown_shipped_recipe,
     recipe_of_unknown_kind, sequence_longer_than_positions, hub_model_offline, sft_missing_tokenizer_folder,
-    sft_pickle_only_base,
+    sft_pickle_only_base, sft_deepspeed_missing,
 ]
 
 

@@ -132,8 +132,13 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, lab_base: di
     assert result.returncode == 2 and "no checkpoint" in result.stderr
 
 
-def test_preview_shows_masked_samples_without_weights(lab_base: dict) -> None:
-    result = run_cli("sft", "lab/sft", f"base_model={lab_base['path']}", "--preview")
+def test_preview_shows_masked_samples_without_weights(lab_base: dict, tmp_path: Path) -> None:
+    import shutil
+
+    no_weights = tmp_path / "unreadable-weights"
+    shutil.copytree(lab_base["path"], no_weights)
+    (no_weights / "model.safetensors").write_bytes(b"garbage: loading these weights would fail")
+    result = run_cli("sft", "lab/sft", f"base_model={no_weights}", "--preview")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("sample ") == 2
     assert "tokens" in result.stdout and "with loss" in result.stdout and "template chatml" in result.stdout

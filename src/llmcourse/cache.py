@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from llmcourse import __version__
 
@@ -21,3 +21,16 @@ def cache_path(name: str, recipe: Any) -> Path:
 
     digest = hashlib.sha256((dump_recipe(recipe) + __version__).encode()).hexdigest()[:10]
     return llmcourse_home() / "lab" / f"{name}-{digest}"
+
+
+def run_cached(name: str, recipe: Any, runner: Callable[..., Any], force: bool = False) -> tuple[Path, bool]:
+    """Run `recipe` with `runner` into its cache folder unless a finished run is there.
+
+    Returns (folder, built_now). A run counts as finished once it wrote `report.json`, which every
+    command writes last, inside its atomic output.
+    """
+    path = cache_path(name, recipe)
+    if path.exists() and (path / "report.json").exists() and not force:
+        return path, False
+    runner(recipe.model_copy(update={"output_dir": str(path)}), overwrite=True)
+    return path, True

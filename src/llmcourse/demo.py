@@ -44,26 +44,17 @@ def base_stages(force: bool) -> list[StageResult]:
     ]
 
 
-def cached_run(name: str, recipe: Any, runner: Any, force: bool) -> Path:
-    """Run a stage's recipe into the lab cache, keyed by the resolved recipe; reuse it when present."""
-    from llmcourse.cache import cache_path
-
-    path = cache_path(name, recipe)
-    if force or not (path / "report.json").exists():
-        runner(recipe.model_copy(update={"output_dir": str(path)}), overwrite=True)
-    else:
-        err.print(f"reusing {name} in {path}")
-    return path
-
-
 def sft_stage(base: str, force: bool) -> StageResult:
     """Fine-tune the base with the shipped lab SFT recipe (ChatML) and measure it."""
+    from llmcourse.cache import run_cached
     from llmcourse.finetune.sft import run as run_sft
     from llmcourse.labcmd import score
     from llmcourse.recipes.registry import load_command_recipe
 
     recipe = load_command_recipe("sft", "lab/sft", [f"base_model={base}"], None)
-    path = cached_run("sft", recipe, run_sft, force)
+    path, built = run_cached("sft", recipe, run_sft, force)
+    if not built:
+        err.print(f"reusing the SFT model in {path}")
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
     measured = score(str(path), "all", 100, "chat", allow_pickle=False)
     metrics = {**measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],

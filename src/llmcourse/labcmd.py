@@ -80,7 +80,6 @@ def score(model_name: str, skills: str, count: int, prompt_format: str, allow_pi
     names = list(lab_skills.iter_skill_names(skills))
     from llmcourse.lab import scoring
     from llmcourse.modelio import load_causal_lm
-
     from llmcourse.training import quiet_libraries
 
     quiet_libraries()

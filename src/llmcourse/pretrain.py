@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmcourse.cache import cache_path
+from llmcourse.cache import run_cached
 from llmcourse.console import err
 from llmcourse.data import check_source, is_lab, load_rows, texts_of
 from llmcourse.errors import UserError
@@ -162,8 +162,4 @@ def _write_card(folder: Path, recipe: PretrainRecipe, summary: dict[str, Any]) -
 
 def build_lab_base(recipe: PretrainRecipe, force: bool = False) -> tuple[Path, bool]:
     """Pretrain the lab base into the cache unless it is there; returns (path, built_now)."""
-    path = cache_path("base", recipe)
-    if path.exists() and (path / "report.json").exists() and not force:
-        return path, False
-    run(recipe.model_copy(update={"output_dir": str(path)}), overwrite=True)
-    return path, True
+    return run_cached("base", recipe, run, force)

@@ -7,6 +7,7 @@ loop. Outputs follow the Hugging Face layout; adapters can be merged at the end.
 
 from __future__ import annotations
 
+import importlib.util
 import resource
 import signal
 import time
@@ -35,6 +36,11 @@ def preflight(recipe: SftRecipe) -> None:
         check_source(source, f"datasets.{index}")
     if recipe.deepspeed and recipe.deepspeed not in DEEPSPEED_PRESETS and not Path(recipe.deepspeed).exists():
         raise UserError(f"deepspeed: '{recipe.deepspeed}' is neither a preset ({', '.join(DEEPSPEED_PRESETS)}) nor a JSON file")
+    if recipe.deepspeed and importlib.util.find_spec("deepspeed") is None:
+        raise UserError("deepspeed: the deepspeed package is not installed", hint="pip install deepspeed (GPU clusters only)")
+    if recipe.hub_model_id:
+        err.print(f"[yellow]warning:[/] hub_model_id: llmcourse does not push; upload the output with "
+                  f"`hf upload {recipe.hub_model_id} OUTPUT_DIR`")
 
 
 def prepare_tokenizer(recipe: SftRecipe) -> tuple[Any, str, list[str]]:
@@ -56,10 +62,6 @@ def deepspeed_config(name: str | None) -> str | None:
     """A shipped DeepSpeed preset's path, or the user's JSON file."""
     if not name:
         return None
-    import importlib.util
-
-    if importlib.util.find_spec("deepspeed") is None:
-        raise UserError("deepspeed: the deepspeed package is not installed", hint="pip install deepspeed (GPU clusters only)")
     if name in DEEPSPEED_PRESETS:
         return str(Path(__file__).parent / "presets" / f"ds_{name}.json")
     return name
@@ -67,8 +69,6 @@ def deepspeed_config(name: str | None) -> str | None:
 
 def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch: int) -> Any:
     """TRL's SFTConfig from the recipe: the shared loop settings plus packing and checkpointing."""
-    import importlib.util
-
     import torch
     from trl import SFTConfig
 
@@ -95,7 +95,6 @@ def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch:
         tf32=tf32 or None,
         deepspeed=deepspeed_config(recipe.deepspeed),
         fsdp=recipe.fsdp or "",
-        hub_model_id=recipe.hub_model_id,
         save_only_model=False,
     )
 
