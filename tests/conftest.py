@@ -42,3 +42,11 @@ def lab_base(lab_home: Path) -> dict:
     result = run_cli("lab", "build", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def demo_report(lab_base: dict, lab_home: Path) -> dict:
+    """`llmcourse demo --json` run once per session: its stages are the lab models other tests start from."""
+    result = run_cli("demo", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

@@ -140,7 +140,7 @@ CASES: list[Case] = [
 def test_bad_input_exits_2_with_a_clear_message(case: Case, tmp_path: Path) -> None:
     args, expected = case(tmp_path)
     default_out = tmp_path / "default-out"
-    if "--output-dir" not in args and args[0] in ("pretrain", "sft"):
+    if "--output-dir" not in args and args[0] in ("pretrain", "sft", "dpo"):
         args = [*args, "--output-dir", str(default_out)]
     before = sorted(p.name for p in tmp_path.iterdir())
     result = run_cli(*args, cwd=tmp_path, env={"LLMCOURSE_HOME": str(tmp_path / "home")})
@@ -163,3 +163,18 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" in result.stderr
     assert "recipe file not found" in result.stderr
+
+
+def dpo_beta_not_positive(tmp: Path) -> tuple[list[str], str]:
+    return ["dpo", "lab/dpo", "beta=0"], "beta: must be > 0.0, got 0"
+
+
+def dpo_unknown_loss_type(tmp: Path) -> tuple[list[str], str]:
+    return ["dpo", "lab/dpo", "loss_type=sigmod"], "unknown loss type 'sigmod' (did you mean 'sigmoid'?)"
+
+
+def dpo_unknown_method(tmp: Path) -> tuple[list[str], str]:
+    return ["dpo", "lab/dpo", "rl=kto"], "rl: must be one of 'dpo', 'ipo', 'orpo' or 'simpo', got 'kto'"
+
+
+CASES += [dpo_beta_not_positive, dpo_unknown_loss_type, dpo_unknown_method]

@@ -5,16 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def demo_report(lab_base: dict, lab_home: Path) -> dict:
-    result = run_cli("demo", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def test_demo_measures_the_base(demo_report: dict, lab_base: dict) -> None:
@@ -32,8 +23,18 @@ def test_sft_lifts_exact_match_by_50_points(demo_report: dict) -> None:
     assert sft["exact_match/larger"] > chat_base["exact_match/larger"], "a skill absent from pretraining was learned"
 
 
+def test_dpo_reaches_90_percent_heldout_reward_accuracy_without_losing_exact_match(demo_report: dict) -> None:
+    sft, dpo = demo_report["stages"][2]["metrics"], demo_report["stages"][3]["metrics"]
+    assert dpo["reward_accuracy"] >= 0.9, dpo
+    assert dpo["pair_accuracy"] > sft["pair_accuracy"], (sft, dpo)
+    assert dpo["exact_match/mean"] >= sft["exact_match/mean"] - 0.02, (sft, dpo)
+    report = json.loads((Path(demo_report["stages"][3]["path"]) / "report.json").read_text())
+    assert report["heldout_pairs"] >= 250 and report["last_logged_loss"] < report["first_logged_loss"]
+
+
 def test_demo_prints_a_table_and_reuses_its_stages(demo_report: dict, lab_home: Path) -> None:
     result = run_cli("demo", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
-    assert "llmcourse demo" in result.stdout and "base, Q/A prompt" in result.stdout and "SFT" in result.stdout
+    assert "llmcourse demo" in result.stdout and "base, Q/A prompt" in result.stdout and "SFT" in result.stdout and "DPO" in result.stdout
     assert "reusing" in result.stderr and "points over the base" in result.stderr
+    assert "held-out reward accuracy" in result.stderr

@@ -30,6 +30,7 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existin
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the resolved, validated recipe and exit.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
 Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint of an interrupted run.")]
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickle (.bin) weights; they can run code.")]
 
 
@@ -65,7 +66,7 @@ def sft(
     overrides: Overrides = None,
     output_dir: OutputDir = None,
     overwrite: Overwrite = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint of an interrupted run.")] = False,
+    resume: Resume = False,
     preview: Annotated[bool, typer.Option("--preview", help="Show 2 formatted samples (dim = no loss) and exit.")] = False,
     num_processes: Annotated[int, typer.Option("--num-processes", help="Data-parallel processes via accelerate launch.")] = 1,
     dry_run: DryRun = False,
@@ -103,6 +104,67 @@ def sft(
             emit_summary("sft", summary, json_out)
 
     guarded(debug, action)
+
+
+def _preference(command: str, recipe: str, overrides: list[str], output_dir: Optional[Path], overwrite: bool, resume: bool,
+                preview: bool, dry_run: bool, debug: bool, json_out: bool) -> None:
+    def action() -> None:
+        from llmcourse.recipes.registry import load_command_recipe
+
+        extra = ["rl=orpo"] if command == "orpo" else []
+        resolved = load_command_recipe(command, recipe, overrides + extra, output_dir)
+        if dry_run:
+            print_recipe(resolved)
+            return
+        from llmcourse.finetune.dpo import preflight
+
+        preflight(resolved)
+        resolved = resolve_lab_base(resolved)
+        if preview:
+            from llmcourse.finetune.preview import preview_pairs
+
+            preview_pairs(resolved)
+            return
+        from llmcourse.finetune.dpo import run
+
+        emit_summary(resolved.rl, run(resolved, overwrite=overwrite, resume=resume), json_out)
+
+    guarded(debug, action)
+
+
+PreviewPairs = Annotated[bool, typer.Option("--preview", help="Show one formatted pair with token counts and exit.")]
+
+
+@app.command(rich_help_panel="Train")
+def dpo(
+    recipe: Recipe,
+    overrides: Overrides = None,
+    output_dir: OutputDir = None,
+    overwrite: Overwrite = False,
+    resume: Resume = False,
+    preview: PreviewPairs = False,
+    dry_run: DryRun = False,
+    debug: Debug = False,
+    json_out: Json = False,
+) -> None:
+    """Preference tuning: DPO, IPO, ORPO or SimPO (`rl:`), full or LoRA (TRL, Axolotl-style recipes)."""
+    _preference("dpo", recipe, overrides or [], output_dir, overwrite, resume, preview, dry_run, debug, json_out)
+
+
+@app.command(rich_help_panel="Train")
+def orpo(
+    recipe: Recipe,
+    overrides: Overrides = None,
+    output_dir: OutputDir = None,
+    overwrite: Overwrite = False,
+    resume: Resume = False,
+    preview: PreviewPairs = False,
+    dry_run: DryRun = False,
+    debug: Debug = False,
+    json_out: Json = False,
+) -> None:
+    """ORPO: SFT and preference alignment in one reference-free run (`llmcourse dpo` with rl: orpo)."""
+    _preference("orpo", recipe, overrides or [], output_dir, overwrite, resume, preview, dry_run, debug, json_out)
 
 
 @app.command("merge-adapter", rich_help_panel="Train")

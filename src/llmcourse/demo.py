@@ -62,21 +62,42 @@ def sft_stage(base: str, force: bool) -> StageResult:
     return StageResult("SFT (full, ChatML)", str(path), metrics)
 
 
+def dpo_stage(sft: StageResult, force: bool) -> StageResult:
+    """DPO of the SFT model with the shipped lab recipe; held-out pair and reward accuracy, exact match."""
+    from llmcourse.cache import run_cached
+    from llmcourse.finetune.dpo import run as run_dpo
+    from llmcourse.labcmd import score
+    from llmcourse.recipes.registry import load_command_recipe
+
+    recipe = load_command_recipe("dpo", "lab/dpo", [f"base_model={sft.path}"], None)
+    path, built = run_cached("dpo", recipe, run_dpo, force)
+    if not built:
+        err.print(f"reusing the DPO model in {path}")
+    report = json.loads((path / "report.json").read_text(encoding="utf-8"))
+    sft.metrics["pair_accuracy"] = report["before/pair_accuracy"]
+    measured = score(str(path), "all", 100, "chat", allow_pickle=False)
+    metrics = {**measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],
+               "pair_accuracy": report["pair_accuracy"], "reward_accuracy": report["reward_accuracy"],
+               "reward_margin": report["reward_margin"], "dpo_skills": [s.path for s in recipe.datasets]}
+    return StageResult("DPO (full, RPO loss)", str(path), metrics)
+
+
 def print_table(results: list[StageResult]) -> None:
     """One rich table: a row per stage, exact match per skill, perplexity and size."""
     from rich.table import Table
 
     table = Table(
         title="llmcourse demo — the lab model at each stage",
-        caption="held-out exact match per skill; perplexity on held-out plain lab text (a chat fine-tune forgets "
-        "plain text: that is what this column shows); weight size; last training loss",
+        caption="held-out exact match per skill; pair acc: held-out preference pairs whose chosen answer is more likely; "
+        "reward acc: pairs whose DPO reward margin (vs the SFT model) is > 0; perplexity on held-out plain lab text "
+        "(a chat fine-tune forgets plain text: that is what this column shows); weight size; last training loss",
         header_style="bold",
     )
     table.add_column("stage")
     table.add_column("params", justify="right")
     for name in lab_skills.SKILLS:
         table.add_column(name.replace("_", " "), justify="right")
-    for column in ("EM mean", "ppl", "size MB", "loss"):
+    for column in ("EM mean", "pair acc", "reward acc", "ppl", "size MB", "loss"):
         table.add_column(column, justify="right")
     for result in results:
         m = result.metrics
@@ -86,6 +107,8 @@ def print_table(results: list[StageResult]) -> None:
             f"{params / 1e6:.2f} M" if params else "",
             *[_pct(m.get(f"exact_match/{name}")) for name in lab_skills.SKILLS],
             _pct(m.get("exact_match/mean")),
+            _pct(m.get("pair_accuracy")),
+            _pct(m.get("reward_accuracy")),
             f"{m['heldout_perplexity']:.4g}" if "heldout_perplexity" in m else "",
             f"{m['size_mb']:.1f}" if "size_mb" in m else "",
             f"{m['loss']:.3f}" if m.get("loss") is not None else "",
@@ -103,13 +126,18 @@ def run(force: bool = False, as_json: bool = False) -> list[StageResult]:
     err.print("[bold]llmcourse demo[/]: the lab model, offline, end to end")
     results = base_stages(force)
     results.append(sft_stage(results[0].path, force))
+    results.append(dpo_stage(results[-1], force))
     elapsed = time.perf_counter() - started
     if as_json:
         payload = {"stages": [r.__dict__ for r in results], "elapsed_s": round(elapsed, 1)}
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     else:
         print_table(results)
-        lift = results[-1].metrics["exact_match/mean"] - results[1].metrics["exact_match/mean"]
+        base, sft, dpo = (results[i].metrics for i in (1, 2, 3))
+        lift = sft["exact_match/mean"] - base["exact_match/mean"]
         err.print(f"SFT lifted held-out exact match by {100 * lift:.0f} points over the base (same ChatML prompts)")
+        err.print(f"DPO: held-out reward accuracy {100 * dpo['reward_accuracy']:.0f}%, pair accuracy "
+                  f"{100 * sft['pair_accuracy']:.0f}% → {100 * dpo['pair_accuracy']:.0f}%, exact match "
+                  f"{100 * sft['exact_match/mean']:.1f}% → {100 * dpo['exact_match/mean']:.1f}%")
         err.print(f"done in {elapsed:.0f} s; models are in {Path(results[0].path).parent}")
     return results

@@ -38,7 +38,9 @@ def trainer_callbacks(metrics: MetricsLog, description: str) -> list[Any]:
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
             if self.progress is None or not logs:
                 return
-            names = {"loss": "loss", "eval_loss": "eval loss", "learning_rate": "lr", "train_tokens_per_second": "tok/s"}
+            names = {"loss": "loss", "eval_loss": "eval loss", "learning_rate": "lr", "train_tokens_per_second": "tok/s",
+                     "rewards/chosen": "r_chosen", "rewards/rejected": "r_rejected", "rewards/accuracies": "reward acc",
+                     "rewards/margins": "margin"}
             stats = "  ".join(
                 f"{names[key]}={value:.4g}" for key, value in logs.items()
                 if key in names and isinstance(value, (int, float))

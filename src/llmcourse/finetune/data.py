@@ -43,22 +43,31 @@ def detect_type(source: SftDataset, columns: list[str]) -> str:
 def to_example(row: dict[str, Any], source: SftDataset, kind: str, where: str) -> dict[str, Any]:
     """One row as `{"messages": [...]}` or `{"text": ...}`."""
     if kind in ("completion", "text"):
-        return {"text": _field(row, source.field, where)}
+        return {"text": field_of(row, source.field, where)}
     if kind == "alpaca":
-        prompt = _field(row, source.field_instruction, where)
+        prompt = field_of(row, source.field_instruction, where)
         extra = row.get(source.field_input) or ""
         messages = []
         if row.get(source.field_system):
             messages.append({"role": "system", "content": str(row[source.field_system])})
         messages.append({"role": "user", "content": f"{prompt}\n\n{extra}" if extra else prompt})
-        messages.append({"role": "assistant", "content": _field(row, source.field_output, where)})
+        messages.append({"role": "assistant", "content": field_of(row, source.field_output, where)})
         return {"messages": messages}
     default_field = "conversations" if kind == "sharegpt" else "messages"
-    default_keys = {"role": "from", "content": "value"} if kind == "sharegpt" else {"role": "role", "content": "content"}
-    keys = {**default_keys, **source.message_property_mappings}
-    turns = _field(row, source.field_messages or default_field, where, expect=list)
+    turns = field_of(row, source.field_messages or default_field, where, expect=list)
+    messages = normalize_turns(turns, source.message_property_mappings, source.roles, where, sharegpt=kind == "sharegpt")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise UserError(f"{where}: a conversation has no assistant turn to learn from")
+    return {"messages": messages}
+
+
+def normalize_turns(turns: list[Any], mappings: dict[str, str], roles: dict[str, list[str]], where: str,
+                    sharegpt: bool = False) -> list[dict[str, str]]:
+    """Messages as `{"role", "content"}` with standard roles, whatever the dataset calls them."""
+    default_keys = {"role": "from", "content": "value"} if sharegpt else {"role": "role", "content": "content"}
+    keys = {**default_keys, **mappings}
     aliases = dict(ROLE_ALIASES)
-    for role, names in source.roles.items():
+    for role, names in roles.items():
         aliases.update({name: role for name in names})
     messages = []
     for turn in turns:
@@ -69,12 +78,11 @@ def to_example(row: dict[str, Any], source: SftDataset, kind: str, where: str) -
         if role is None:
             raise UserError(f"{where}: unknown role '{turn[keys['role']]}'", hint="map it with roles: {assistant: [...], user: [...]}")
         messages.append({"role": role, "content": str(turn[keys["content"]])})
-    if not any(m["role"] == "assistant" for m in messages):
-        raise UserError(f"{where}: a conversation has no assistant turn to learn from")
-    return {"messages": messages}
+    return messages
 
 
-def _field(row: dict[str, Any], name: str, where: str, expect: type = str) -> Any:
+def field_of(row: dict[str, Any], name: str, where: str, expect: type = str) -> Any:
+    """A row's field, with an error naming the field and listing the row's fields if it is missing."""
     if name not in row:
         raise UserError(f"{where}: rows have no field '{name}' (fields: {', '.join(row)})", hint="map it with field_* keys")
     value = row[name]

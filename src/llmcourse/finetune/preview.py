@@ -33,3 +33,28 @@ def preview(recipe: SftRecipe, count: int = 2) -> list[dict[str, Any]]:
         shown.append({"source": source, "tokens": len(ids), "loss_tokens": sum(mask)})
     out.print("[dim]dim: context (no loss)[/]   [bold green]green: learned tokens[/]")
     return shown
+
+
+def preview_pairs(recipe: Any) -> dict[str, Any]:
+    """Print the first preference pair as the model will see it: templated prompt, chosen, rejected, token counts."""
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from llmcourse.finetune.preference_data import load_source
+    from llmcourse.finetune.sft import prepare_tokenizer
+
+    tokenizer, template, _ = prepare_tokenizer(recipe)
+    pair = load_source(recipe.datasets[0], "datasets.0")[0]
+    prompt = tokenizer.apply_chat_template(pair["prompt"], tokenize=False, add_generation_prompt=True)
+    counts = {"prompt": len(tokenizer(prompt, add_special_tokens=False)["input_ids"])}
+    text = Text(prompt, style="dim")
+    for name, style in (("chosen", "bold green"), ("rejected", "bold red")):
+        full = tokenizer.apply_chat_template(pair["prompt"] + pair[name], tokenize=False)
+        answer = full[len(prompt) :] if full.startswith(prompt) else full
+        counts[name] = len(tokenizer(answer, add_special_tokens=False)["input_ids"])
+        text.append(f"\n── {name} ({counts[name]} tokens) ──\n", style="italic")
+        text.append(answer, style=style)
+    title = (f"pair 1 from {recipe.datasets[0].path} — prompt {counts['prompt']} tokens (left-padded in batches), "
+             f"template {template}, max_length {recipe.sequence_limit}")
+    out.print(Panel(text, title=title, title_align="left"))
+    return counts

@@ -38,17 +38,18 @@ def finish(recipe: SftRecipe, trainer: Any, result: Any, tokenizer: Any, folder:
         summary["eval_loss"] = round(float(trainer.evaluate()["eval_loss"]), 4)
     model = trainer.model
     if lab_skills:
-        summary.update(_lab_scores(model, tokenizer, lab_skills, recipe.eval_lab_count))
+        summary.update(lab_scores(model, tokenizer, lab_skills, recipe.eval_lab_count))
     summary["peak_memory_mb"] = peak_memory_mb()
     trainer.save_model(str(folder))
     if not is_main:
         return summary
+    (folder / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe is in llmcourse.yaml
     tokenizer.save_pretrained(folder)
     if recipe.adapter != "none":
         model.generation_config.save_pretrained(folder)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     if recipe.merge_adapter:
-        _merge_into(folder, recipe)
+        merge_into(folder, recipe)
     summary["elapsed_s"] = round(time.perf_counter() - started, 1)
     write_run_record(folder, "sft", recipe.model_dump(mode="json"), summary)
     write_json(folder / "report.json", summary)
@@ -56,7 +57,8 @@ def finish(recipe: SftRecipe, trainer: Any, result: Any, tokenizer: Any, folder:
     return summary
 
 
-def _lab_scores(model: Any, tokenizer: Any, skills: list[str], count: int) -> dict[str, float]:
+def lab_scores(model: Any, tokenizer: Any, skills: list[str], count: int) -> dict[str, float]:
+    """Held-out exact match (ChatML prompts) of `model` on the lab skills, per skill and mean."""
     from llmcourse.lab import scoring
 
     if count <= 0:
@@ -70,7 +72,7 @@ def _lab_scores(model: Any, tokenizer: Any, skills: list[str], count: int) -> di
     return scores
 
 
-def _merge_into(folder: Path, recipe: SftRecipe) -> None:
+def merge_into(folder: Path, recipe: SftRecipe, command: str = "sft") -> None:
     """Write the merged full model into `merged/` next to the adapter."""
     from llmcourse.finetune.adapters import merge_adapter
 
@@ -81,13 +83,14 @@ def _merge_into(folder: Path, recipe: SftRecipe) -> None:
     write_model_card(
         target, title=f"{folder.name.removesuffix('.partial')} (merged)",
         description=f"The LoRA adapter of `{folder.name.removesuffix('.partial')}` merged into `{base}`.",
-        recipe_yaml=dump_recipe(recipe), command="sft", base_model=base, tags=["sft", "merged-adapter"],
-        license=recipe.license, datasets=_hub_datasets(recipe),
+        recipe_yaml=dump_recipe(recipe), command=command, base_model=base, tags=[command, "merged-adapter"],
+        license=recipe.license, datasets=hub_datasets(recipe),
     )
     err.print(f"merged model written to {target.name}/")
 
 
-def _hub_datasets(recipe: SftRecipe) -> list[str] | None:
+def hub_datasets(recipe: SftRecipe) -> list[str] | None:
+    """The recipe's datasets that are hub ids (for the card's `datasets:`)."""
     from llmcourse.modelio import looks_like_local_path
 
     names = [s.path for s in recipe.datasets if not s.path.startswith("lab://") and not looks_like_local_path(s.path)]
@@ -107,6 +110,6 @@ def _card(folder: Path, recipe: SftRecipe, summary: dict[str, Any], template: st
         ),
         recipe_yaml=dump_recipe(recipe), command="sft", base_model=recipe.base_model,
         tags=["sft", "trl"] + (["peft", "lora"] if recipe.adapter != "none" else []),
-        license=recipe.license, datasets=_hub_datasets(recipe),
+        license=recipe.license, datasets=hub_datasets(recipe),
         library_name="peft" if recipe.adapter != "none" else "transformers", results=results,
     )

@@ -22,6 +22,8 @@ def register_recipe(command: str, target: str) -> None:
 
 register_recipe("pretrain", "llmcourse.recipes.pretrain:PretrainRecipe")
 register_recipe("sft", "llmcourse.recipes.sft:SftRecipe")
+register_recipe("dpo", "llmcourse.recipes.dpo:DpoRecipe")
+register_recipe("orpo", "llmcourse.recipes.dpo:DpoRecipe")
 
 
 def recipe_model(command: str) -> Any:
