@@ -35,6 +35,6 @@ def test_dpo_reaches_90_percent_heldout_reward_accuracy_without_losing_exact_mat
 def test_demo_prints_a_table_and_reuses_its_stages(demo_report: dict, lab_home: Path) -> None:
     result = run_cli("demo", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
-    assert "llmcourse demo" in result.stdout and "base, Q/A prompt" in result.stdout and "SFT" in result.stdout and "DPO" in result.stdout
+    assert "llmcourse demo" in result.stdout and "base (Q/A prompt)" in result.stdout and "SFT" in result.stdout and "DPO" in result.stdout
     assert "reusing" in result.stderr and "points over the base" in result.stderr
     assert "held-out reward accuracy" in result.stderr

@@ -39,8 +39,8 @@ def base_stages(force: bool) -> list[StageResult]:
     plain = score(str(path), "all", 100, "plain", allow_pickle=False)
     chat = score(str(path), "all", 100, "chat", allow_pickle=False)
     return [
-        StageResult("base, Q/A prompt", str(path), {**common, **plain, "loss": built["last_logged_loss"]}),
-        StageResult("base, ChatML prompt", str(path), {**common, **chat}),
+        StageResult("base (Q/A prompt)", str(path), {**common, **plain, "loss": built["last_logged_loss"]}),
+        StageResult("base (ChatML)", str(path), {**common, **chat}),
     ]
 
 
@@ -59,7 +59,7 @@ def sft_stage(base: str, force: bool) -> StageResult:
     measured = score(str(path), "all", 100, "chat", allow_pickle=False)
     metrics = {**measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],
                "tokens_per_second": report["tokens_per_second"]}
-    return StageResult("SFT (full, ChatML)", str(path), metrics)
+    return StageResult("SFT (full)", str(path), metrics)
 
 
 def dpo_stage(sft: StageResult, force: bool) -> StageResult:
@@ -79,37 +79,38 @@ def dpo_stage(sft: StageResult, force: bool) -> StageResult:
     metrics = {**measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],
                "pair_accuracy": report["pair_accuracy"], "reward_accuracy": report["reward_accuracy"],
                "reward_margin": report["reward_margin"], "dpo_skills": [s.path for s in recipe.datasets]}
-    return StageResult("DPO (full, RPO loss)", str(path), metrics)
+    return StageResult("DPO (full, RPO)", str(path), metrics)
+
+
+SHORT_NAMES = {"sentiment": "sentim.", "first_letter": "1st let.", "last_letter": "last let."}
 
 
 def print_table(results: list[StageResult]) -> None:
     """One rich table: a row per stage, exact match per skill, perplexity and size."""
     from rich.table import Table
 
+    params = next((r.metrics["parameters"] for r in results if r.metrics.get("parameters")), 0)
     table = Table(
-        title="llmcourse demo — the lab model at each stage",
+        title=f"llmcourse demo — the lab model ({params / 1e6:.2f} M parameters) at each stage",
         caption="held-out exact match per skill; pair acc: held-out preference pairs whose chosen answer is more likely; "
         "reward acc: pairs whose DPO reward margin (vs the SFT model) is > 0; perplexity on held-out plain lab text "
         "(a chat fine-tune forgets plain text: that is what this column shows); weight size; last training loss",
         header_style="bold",
     )
-    table.add_column("stage")
-    table.add_column("params", justify="right")
+    table.add_column("stage", no_wrap=True)
     for name in lab_skills.SKILLS:
-        table.add_column(name.replace("_", " "), justify="right")
+        table.add_column(SHORT_NAMES.get(name, name), justify="right")
     for column in ("EM mean", "pair acc", "reward acc", "ppl", "size MB", "loss"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     for result in results:
         m = result.metrics
-        params = m.get("parameters")
         table.add_row(
             result.stage,
-            f"{params / 1e6:.2f} M" if params else "",
             *[_pct(m.get(f"exact_match/{name}")) for name in lab_skills.SKILLS],
             _pct(m.get("exact_match/mean")),
             _pct(m.get("pair_accuracy")),
             _pct(m.get("reward_accuracy")),
-            f"{m['heldout_perplexity']:.4g}" if "heldout_perplexity" in m else "",
+            f"{m['heldout_perplexity']:.3g}" if "heldout_perplexity" in m else "",
             f"{m['size_mb']:.1f}" if "size_mb" in m else "",
             f"{m['loss']:.3f}" if m.get("loss") is not None else "",
         )
