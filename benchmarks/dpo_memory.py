@@ -3,7 +3,10 @@
 One model (a ~150 M-parameter random Llama with the lab tokenizer, built locally, so that weights,
 not libraries, dominate memory), the same LoRA settings, batch and steps; each run is a separate
 `llmcourse` process and reports its own peak RSS (`peak_memory_mb` in report.json). Printed:
-DPO(implicit) ÷ SFT (goal ≤ 1.15) and DPO(explicit reference) ÷ SFT, measured in the same run.
+DPO(implicit) ÷ SFT (goal ≤ 1.15) and DPO(explicit reference) ÷ SFT, measured in the same run, in
+two settings: gradient checkpointing on (TRL's DPO default) with the same micro batch, and no
+checkpointing with the same number of sequences per step (a DPO pair is two sequences, so its
+activations are twice an SFT example's: SFT micro batch 2B against DPO micro batch B).
 
     python benchmarks/dpo_memory.py [--hidden 1024] [--layers 12] [--steps 6] [--json OUT.json]
 """
@@ -42,7 +45,7 @@ def build_model(folder: Path, hidden: int, layers: int) -> int:
 def run(command: str, recipe: str, model: Path, out: Path, steps: int, extra: list[str]) -> dict:
     """One `llmcourse` run; its report.json."""
     args = [sys.executable, "-m", "llmcourse", command, recipe, f"base_model={model}", f"max_steps={steps}",
-            "micro_batch_size=4", "eval_lab_count=0", "lora_r=16", "lora_alpha=32", "merge_adapter=false",
+            "eval_lab_count=0", "lora_r=16", "lora_alpha=32", "merge_adapter=false",
             *extra, "-o", str(out)]
     result = subprocess.run(args, capture_output=True, text=True)
     if result.returncode != 0:
@@ -61,24 +64,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         params = build_model(work / "model", args.hidden, args.layers)
-        size_mb = sum(p.stat().st_size for p in (work / "model").glob("*.safetensors")) / 1e6
         data = ["datasets.0.path=lab://parity+sentiment", "datasets.0.num_samples=200", "sequence_len=64"]
-        sft = run("sft", "lab/sft-lora", work / "model", work / "sft", args.steps, [*data, "sample_packing=false"])
-        implicit = run("dpo", "lab/dpo-lora", work / "model", work / "dpo", args.steps, [*data, "eval_pairs=0"])
-        explicit = run("dpo", "lab/dpo-lora", work / "model", work / "dpo-ref", args.steps,
-                       [*data, "eval_pairs=0", f"ref_model={work / 'model'}"])
-    rows = {"sft (LoRA)": sft, "dpo (LoRA, implicit reference)": implicit, "dpo (LoRA, explicit reference)": explicit}
-    result = {
-        "parameters": params, "weights_mb": round(size_mb, 1), "steps": args.steps,
-        "peak_rss_mb": {name: report["peak_memory_mb"] for name, report in rows.items()},
-        "implicit_over_sft": round(implicit["peak_memory_mb"] / sft["peak_memory_mb"], 3),
-        "explicit_over_sft": round(explicit["peak_memory_mb"] / sft["peak_memory_mb"], 3),
-    }
-    print(f"model: {params / 1e6:.0f} M parameters, {size_mb:.0f} MB of weights; {args.steps} steps of batch 4 each")
-    for name, mb in result["peak_rss_mb"].items():
-        print(f"  {name:34s} peak RSS {mb:8.0f} MB")
-    print(f"DPO implicit reference / SFT: {result['implicit_over_sft']:.3f}x (goal <= 1.15)")
-    print(f"DPO explicit reference / SFT: {result['explicit_over_sft']:.3f}x")
+        settings = {
+            "checkpointing, micro batch 4": (["micro_batch_size=4", "gradient_checkpointing=true"],) * 2,
+            "no checkpointing, 8 sequences per step": (["micro_batch_size=8"], ["micro_batch_size=4"]),
+        }
+        result: dict = {"parameters": params, "steps": args.steps, "settings": {}}
+        for name, (sft_extra, dpo_extra) in settings.items():
+            key = name.split(",")[0].replace(" ", "_")
+            sft = run("sft", "lab/sft-lora", work / "model", work / f"sft-{key}", args.steps,
+                      [*data, *sft_extra, "sample_packing=false"])
+            implicit = run("dpo", "lab/dpo-lora", work / "model", work / f"dpo-{key}", args.steps, [*data, *dpo_extra, "eval_pairs=0"])
+            explicit = run("dpo", "lab/dpo-lora", work / "model", work / f"ref-{key}", args.steps,
+                           [*data, *dpo_extra, "eval_pairs=0", f"ref_model={work / 'model'}"])
+            result["settings"][name] = {
+                "peak_rss_mb": {"sft": sft["peak_memory_mb"], "dpo_implicit": implicit["peak_memory_mb"],
+                                "dpo_explicit": explicit["peak_memory_mb"]},
+                "implicit_over_sft": round(implicit["peak_memory_mb"] / sft["peak_memory_mb"], 3),
+                "explicit_over_sft": round(explicit["peak_memory_mb"] / sft["peak_memory_mb"], 3),
+            }
+        size_mb = sum(p.stat().st_size for p in (work / "model").glob("*.safetensors")) / 1e6
+    result["weights_mb"] = round(size_mb, 1)
+    print(f"model: {params / 1e6:.0f} M parameters, {size_mb:.0f} MB of weights; {args.steps} steps per run; peak RSS in MB")
+    for name, row in result["settings"].items():
+        rss = row["peak_rss_mb"]
+        print(f"  {name:40s} sft {rss['sft']:6.0f}  dpo implicit {rss['dpo_implicit']:6.0f}  dpo explicit {rss['dpo_explicit']:6.0f}"
+              f"  implicit/sft {row['implicit_over_sft']:.3f}x (goal <= 1.15)  explicit/sft {row['explicit_over_sft']:.3f}x")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

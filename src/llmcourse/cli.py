@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from llmcourse.cli_options import AllowPickle, Debug, DryRun, Json, OutputDir, Overrides, Overwrite, Recipe, Resume
 from llmcourse.cli_support import emit_summary, guarded, print_recipe, resolve_lab_base
 
 app = typer.Typer(
@@ -22,16 +23,6 @@ recipes_app = typer.Typer(help="List and copy the shipped recipes.", no_args_is_
 lab_app = typer.Typer(help="The embedded lab: tiny model, tokenizer and synthetic skills, made locally.", no_args_is_help=True)
 app.add_typer(recipes_app, name="recipes", rich_help_panel="Recipes")
 app.add_typer(lab_app, name="lab", rich_help_panel="Lab")
-
-Recipe = Annotated[str, typer.Argument(help="Recipe YAML file (or a shipped name such as lab/pretrain).", show_default=False)]
-Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides, e.g. train.learning_rate=1e-4.", show_default=False)]
-OutputDir = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Where to write the output (overrides output_dir).")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the resolved, validated recipe and exit.")]
-Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
-Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint of an interrupted run.")]
-AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickle (.bin) weights; they can run code.")]
 
 
 @app.command(rich_help_panel="Train")
@@ -342,6 +333,11 @@ def demo(
         run(force=force, as_json=json_out)
 
     guarded(debug, action)
+
+
+from llmcourse.cli_merge import register as register_merge  # noqa: E402
+
+register_merge(app)
 
 
 def main() -> None:
