@@ -8,6 +8,7 @@ bar over its tensor tasks, and the result gets a card that lists every source an
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import re
 import resource
 import time
@@ -127,6 +128,8 @@ def inherited_license(names: list[str]) -> str | None:
 
 def run(config_path: Path, output: Path | None, overwrite: bool, moe: bool, settings: MergeSettings) -> dict[str, Any]:
     """Check, merge, document; returns the summary written to report.json."""
+    if importlib.util.find_spec("mergekit") is None:
+        raise UserError("merge needs mergekit, which is not installed", hint="pip install 'llmcourse[merge]'")
     if not re.fullmatch(r"\d+(\.\d+)?[KMB]?", settings.out_shard_size.upper()):
         raise UserError(f"--out-shard-size: '{settings.out_shard_size}' is not a size such as 5B, 500M or 1000000")
     from llmcourse.training import quiet_libraries
