@@ -22,7 +22,7 @@ demo: install
 	$(OFFLINE) $(BIN)/llmcourse demo
 
 test: install
-	$(OFFLINE) $(BIN)/python -m pytest -q
+	$(OFFLINE) $(BIN)/python -m pytest -q --durations=20
 
 # GPU-marked tests, on a CUDA machine (pytest's exit code 5, "no tests collected", is not a failure).
 test-gpu: install
