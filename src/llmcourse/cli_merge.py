@@ -44,6 +44,30 @@ def merge(
     guarded(debug, action)
 
 
+def tree(
+    model: Annotated[str, typer.Argument(help="Model folder or hub id.", show_default=False)],
+    output_dir: OutputDir = None,
+    overwrite: Overwrite = False,
+    max_depth: Annotated[int, typer.Option("--max-depth", help="Generations to walk up.")] = 20,
+    debug: Debug = False,
+    json_out: Json = False,
+) -> None:
+    """Draw a model's family tree from the cards (base_model, tags, merge configs): PNG, Mermaid, JSON."""
+
+    def action() -> None:
+        from llmcourse.merging.tree import run
+
+        summary = run(model, output_dir, overwrite, max_depth)
+        if not json_out:
+            from llmcourse.console import err
+
+            err.print(f"{summary['models']} models over {summary['generations']} generations → {summary['output_dir']}/tree.png")
+        emit_summary("tree", summary, json_out)
+
+    guarded(debug, action)
+
+
 def register(app: typer.Typer) -> None:
     """Add the merge commands to the main app."""
     app.command(rich_help_panel="Merge")(merge)
+    app.command(rich_help_panel="Merge")(tree)
