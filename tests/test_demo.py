@@ -32,9 +32,22 @@ def test_dpo_reaches_90_percent_heldout_reward_accuracy_without_losing_exact_mat
     assert report["heldout_pairs"] >= 250 and report["last_logged_loss"] < report["first_logged_loss"]
 
 
+def test_family_tree_of_the_final_model_reaches_the_base(demo_report: dict) -> None:
+    tree = demo_report["tree"]
+    assert tree["models"] == 4 and tree["generations"] == 4 and tree["unreachable"] == 0
+    nodes = {node["id"]: node for node in json.loads((Path(tree["output_dir"]) / "tree.json").read_text())["nodes"]}
+    stages = demo_report["stages"]
+    base, sft, dpo, final = stages[0]["path"], stages[2]["path"], stages[3]["path"], stages[-1]["path"]
+    assert set(nodes[final]["parents"]) == {sft, dpo}
+    assert nodes[dpo]["parents"] == [sft] and nodes[sft]["parents"] == [base] and nodes[base]["parents"] == []
+    merge = stages[-1]["metrics"]
+    assert merge["exact_match/mean"] >= min(stages[2]["metrics"]["exact_match/mean"], stages[3]["metrics"]["exact_match/mean"]) - 0.05
+
+
 def test_demo_prints_a_table_and_reuses_its_stages(demo_report: dict, lab_home: Path) -> None:
     result = run_cli("demo", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
     assert "llmcourse demo" in result.stdout and "base (Q/A prompt)" in result.stdout and "SFT" in result.stdout and "DPO" in result.stdout
     assert "reusing" in result.stderr and "points over the base" in result.stderr
     assert "held-out reward accuracy" in result.stderr
+    assert "merge: slerp(SFT, DPO)" in result.stdout and "family tree of the final model: 4 models" in result.stderr

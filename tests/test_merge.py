@@ -136,3 +136,35 @@ def test_mismatches_are_one_line_errors_before_loading(case: str, models: dict[s
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 3
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+METHOD_PARAMETERS = {
+    "linear": ({}, {"weight": 0.5}),
+    "nearswap": ({"t": 0.001}, None),
+    "task_arithmetic": ({}, {"weight": 0.5}),
+    "dare_linear": ({}, {"weight": 0.5, "density": 0.5}),
+    "breadcrumbs": ({}, {"weight": 0.5, "density": 0.9, "gamma": 0.01}),
+    "della": ({}, {"weight": 0.5, "density": 0.5, "epsilon": 0.1}),
+    "model_stock": ({}, None),
+}
+
+
+def test_every_other_mergekit_method_runs_in_process(models: dict[str, str], tmp_path: Path) -> None:
+    """The remaining documented methods, in one process (imports paid once): each output has the
+    inputs' tensors, differs from the base, and carries its card."""
+    from llmcourse.merging.merge import MergeSettings, run
+
+    base = load_file(Path(models["base"]) / "model.safetensors")
+    for method, (global_parameters, per_model) in METHOD_PARAMETERS.items():
+        entries = [{"model": models[name], **({"parameters": per_model} if per_model else {})} for name in ("sft", "dpo")]
+        config = {"merge_method": method, "base_model": models["base"] if method != "nearswap" else models["sft"],
+                  "models": ([{"model": models["base"]}] if method != "nearswap" else []) + entries,
+                  "dtype": "float32", **({"parameters": global_parameters} if global_parameters else {})}
+        if method == "nearswap":
+            config["models"] = [{"model": models["sft"]}, {"model": models["dpo"]}]
+        summary = run(write_yaml(tmp_path / f"{method}.yaml", config), tmp_path / method, overwrite=False, moe=False,
+                      settings=MergeSettings(random_seed=0))
+        merged = load_file(tmp_path / method / "model.safetensors")
+        assert merged.keys() == base.keys(), method
+        assert any(not torch.equal(merged[k], base[k]) for k in merged), method
+        assert summary["method"] == method and (tmp_path / method / "README.md").exists()

@@ -128,9 +128,13 @@ def run(force: bool = False, as_json: bool = False) -> list[StageResult]:
     results = base_stages(force)
     results.append(sft_stage(results[0].path, force))
     results.append(dpo_stage(results[-1], force))
+    from llmcourse.demo_merge import family_tree, final_merge
+
+    results.append(final_merge(results[2], results[3], force))
+    tree = family_tree(results[-1].path)
     elapsed = time.perf_counter() - started
     if as_json:
-        payload = {"stages": [r.__dict__ for r in results], "elapsed_s": round(elapsed, 1)}
+        payload = {"stages": [r.__dict__ for r in results], "tree": tree, "elapsed_s": round(elapsed, 1)}
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     else:
         print_table(results)
@@ -140,5 +144,6 @@ def run(force: bool = False, as_json: bool = False) -> list[StageResult]:
         err.print(f"DPO: held-out reward accuracy {100 * dpo['reward_accuracy']:.0f}%, pair accuracy "
                   f"{100 * sft['pair_accuracy']:.0f}% → {100 * dpo['pair_accuracy']:.0f}%, exact match "
                   f"{100 * sft['exact_match/mean']:.1f}% → {100 * dpo['exact_match/mean']:.1f}%")
+        err.print(f"family tree of the final model: {tree['models']} models → {tree['png']}")
         err.print(f"done in {elapsed:.0f} s; models are in {Path(results[0].path).parent}")
     return results

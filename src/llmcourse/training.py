@@ -120,8 +120,11 @@ def training_kwargs(t: TrainSection, output_dir: str, has_eval: bool) -> dict[st
     )
 
 
-def quiet_libraries() -> None:
-    """Silence the libraries' own progress bars and advisory warnings (ours replace them)."""
+def quiet_libraries(with_datasets: bool = True) -> None:
+    """Silence the libraries' own progress bars and advisory warnings (ours replace them).
+
+    `with_datasets=False` leaves `datasets` unimported, for commands that never read a dataset.
+    """
     import logging as std_logging
     import warnings
 
@@ -131,6 +134,9 @@ def quiet_libraries() -> None:
 
     logging.disable_progress_bar()
     logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    if not with_datasets:
+        return
     try:
         import datasets
 
@@ -138,7 +144,6 @@ def quiet_libraries() -> None:
         datasets.logging.set_verbosity_error()
     except ImportError:
         pass
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 
 def last_logged(history: list[dict], key: str = "loss") -> float:

@@ -134,7 +134,7 @@ def run(config_path: Path, output: Path | None, overwrite: bool, moe: bool, sett
         raise UserError(f"--out-shard-size: '{settings.out_shard_size}' is not a size such as 5B, 500M or 1000000")
     from llmcourse.training import quiet_libraries
 
-    quiet_libraries()
+    quiet_libraries(with_datasets=False)
     config, text = load_config(config_path, moe)
     facts = compat.check_moe(config, settings.allow_pickle) if moe else compat.check_merge(config, settings.allow_crimes, settings.allow_pickle)
     if settings.cuda:

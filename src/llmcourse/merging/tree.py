@@ -221,5 +221,5 @@ def run(model: str, output: Path | None, overwrite: bool, max_depth: int) -> dic
         (folder / "tree.md").write_text(f"# Family of {model}\n\n```mermaid\n{mermaid(nodes)}```\n", encoding="utf-8")
         (folder / "tree.json").write_text(json.dumps({"root": model, "nodes": [asdict(n) for n in nodes.values()]}, indent=2),
                                           encoding="utf-8")
-    return {"root": model, "models": len(nodes), "generations": 1 + max(n.depth for n in nodes.values()),
+    return {"root": model, "models": len(nodes), "generations": 1 + max(drawing_levels(nodes).values()),
             "unreachable": sum(not n.reachable for n in nodes.values()), "output_dir": str(output)}

@@ -1,0 +1,103 @@
+"""Merge cost: `llmcourse merge` vs mergekit's own `mergekit-yaml` on the same config and models.
+
+Two random Llama models are built locally (about 300 MB each by default, lab tokenizer), then the
+same slerp config is merged by each tool in its own process, one after the other. Reported per
+tool: wall time and peak RSS (the child's own ru_maxrss); printed: wall-time ratio (goal <= 1.05)
+and peak RSS / sum of input sizes (goal <= 0.75). Outputs are compared tensor for tensor.
+
+    python benchmarks/merge_cost.py [--hidden 1024] [--layers 6] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def build_model(folder: Path, hidden: int, layers: int, seed: int) -> float:
+    """A random Llama with the lab tokenizer, saved as safetensors; returns its weight size in MB."""
+    from transformers import AutoTokenizer
+
+    from llmcourse.lab.model import init_model, llama_config
+    from llmcourse.labcmd import build
+
+    tokenizer = AutoTokenizer.from_pretrained(build([])["path"])
+    config = llama_config(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, hidden_size=hidden,
+                          intermediate_size=int(hidden * 2.75), num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                          num_key_value_heads=hidden // 128, max_position_embeddings=256)
+    init_model(config, seed=seed).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e6
+
+
+def timed(args: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{args[0]} failed:\n{process.stderr.read().decode()[-3000:] if process.stderr else ''}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def same_tensors(a: Path, b: Path) -> bool:
+    """True when two output folders hold identical tensors."""
+    import torch
+    from safetensors.torch import load_file
+
+    left = {k: v for f in sorted(a.glob("*.safetensors")) for k, v in load_file(f).items()}
+    right = {k: v for f in sorted(b.glob("*.safetensors")) for k, v in load_file(f).items()}
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+
+
+def main() -> None:
+    """Build two models, merge them with both tools, print the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    bin_dir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        sizes = [build_model(work / name, args.hidden, args.layers, seed) for seed, name in enumerate(("a", "b"))]
+        config = work / "slerp.yaml"
+        config.write_text(
+            f"slices:\n  - sources:\n      - model: {work / 'a'}\n        layer_range: [0, {args.layers}]\n"
+            f"      - model: {work / 'b'}\n        layer_range: [0, {args.layers}]\n"
+            f"merge_method: slerp\nbase_model: {work / 'a'}\nparameters:\n  t: 0.5\ndtype: float32\n"
+        )
+        mergekit = timed([str(bin_dir / "mergekit-yaml"), str(config), str(work / "theirs")], work)
+        ours = timed([sys.executable, "-m", "llmcourse", "merge", str(config), "-o", str(work / "ours")], work)
+        identical = same_tensors(work / "ours", work / "theirs")
+    inputs = sum(sizes)
+    result = {
+        "input_mb": round(inputs, 1),
+        "mergekit_yaml": {"wall_s": round(mergekit[0], 2), "peak_rss_mb": round(mergekit[1], 1)},
+        "llmcourse_merge": {"wall_s": round(ours[0], 2), "peak_rss_mb": round(ours[1], 1)},
+        "wall_ratio": round(ours[0] / mergekit[0], 3),
+        "rss_over_inputs": round(ours[1] / inputs, 3),
+        "mergekit_rss_over_inputs": round(mergekit[1] / inputs, 3),
+        "identical_tensors": identical,
+    }
+    print(f"inputs: 2 models, {inputs:.0f} MB in all")
+    print(f"  mergekit-yaml    {mergekit[0]:6.1f} s  peak RSS {mergekit[1]:7.0f} MB")
+    print(f"  llmcourse merge  {ours[0]:6.1f} s  peak RSS {ours[1]:7.0f} MB")
+    print(f"wall time ratio {result['wall_ratio']:.3f}x (goal <= 1.05); peak RSS / inputs {result['rss_over_inputs']:.3f} "
+          f"(goal <= 0.75; mergekit-yaml {result['mergekit_rss_over_inputs']:.3f}); identical tensors: {identical}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
