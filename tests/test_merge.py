@@ -138,15 +138,19 @@ def test_mismatches_are_one_line_errors_before_loading(case: str, models: dict[s
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 
-METHOD_PARAMETERS = {
-    "linear": ({}, {"weight": 0.5}),
-    "nearswap": ({"t": 0.001}, None),
-    "task_arithmetic": ({}, {"weight": 0.5}),
-    "dare_linear": ({}, {"weight": 0.5, "density": 0.5}),
-    "breadcrumbs": ({}, {"weight": 0.5, "density": 0.9, "gamma": 0.01}),
-    "della": ({}, {"weight": 0.5, "density": 0.5, "epsilon": 0.1}),
-    "model_stock": ({}, None),
-}
+def method_config(method: str, m: dict[str, str]) -> dict:
+    """A small config for each remaining mergekit method, in mergekit's documented shape."""
+    tuned = [m["sft"], m["dpo"]]
+    if method == "linear":
+        return {"merge_method": "linear", "models": [{"model": x, "parameters": {"weight": 0.5}} for x in tuned]}
+    if method == "nearswap":
+        return {"merge_method": "nearswap", "base_model": m["sft"], "parameters": {"t": 0.001},
+                "models": [{"model": x} for x in tuned]}
+    per_model = {"task_arithmetic": {"weight": 0.5}, "dare_linear": {"weight": 0.5, "density": 0.5},
+                 "breadcrumbs": {"weight": 0.5, "density": 0.9, "gamma": 0.01},
+                 "della": {"weight": 0.5, "density": 0.5, "epsilon": 0.1}, "model_stock": None}[method]
+    models = [{"model": m["base"]}] + [{"model": x, **({"parameters": per_model} if per_model else {})} for x in tuned]
+    return {"merge_method": method, "base_model": m["base"], "models": models}
 
 
 def test_every_other_mergekit_method_runs_in_process(models: dict[str, str], tmp_path: Path) -> None:
@@ -155,13 +159,8 @@ def test_every_other_mergekit_method_runs_in_process(models: dict[str, str], tmp
     from llmcourse.merging.merge import MergeSettings, run
 
     base = load_file(Path(models["base"]) / "model.safetensors")
-    for method, (global_parameters, per_model) in METHOD_PARAMETERS.items():
-        entries = [{"model": models[name], **({"parameters": per_model} if per_model else {})} for name in ("sft", "dpo")]
-        config = {"merge_method": method, "base_model": models["base"] if method != "nearswap" else models["sft"],
-                  "models": ([{"model": models["base"]}] if method != "nearswap" else []) + entries,
-                  "dtype": "float32", **({"parameters": global_parameters} if global_parameters else {})}
-        if method == "nearswap":
-            config["models"] = [{"model": models["sft"]}, {"model": models["dpo"]}]
+    for method in ("linear", "nearswap", "task_arithmetic", "dare_linear", "breadcrumbs", "della", "model_stock"):
+        config = {**method_config(method, models), "dtype": "float32"}
         summary = run(write_yaml(tmp_path / f"{method}.yaml", config), tmp_path / method, overwrite=False, moe=False,
                       settings=MergeSettings(random_seed=0))
         merged = load_file(tmp_path / method / "model.safetensors")
