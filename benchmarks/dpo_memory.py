@@ -24,22 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-
-def build_model(folder: Path, hidden: int, layers: int) -> int:
-    """A random Llama of the given size with the lab tokenizer, saved as safetensors (lab base built if needed)."""
-    from transformers import AutoTokenizer
-
-    from llmcourse.lab.model import count_parameters, init_model, llama_config
-    from llmcourse.labcmd import build
-
-    tokenizer = AutoTokenizer.from_pretrained(build([])["path"])
-    config = llama_config(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, hidden_size=hidden,
-                          intermediate_size=int(hidden * 2.75), num_hidden_layers=layers, num_attention_heads=hidden // 64,
-                          num_key_value_heads=hidden // 128, max_position_embeddings=256)
-    model = init_model(config, seed=0)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return count_parameters(model)
+from random_llama import build_random_llama  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def run(command: str, recipe: str, model: Path, out: Path, steps: int, extra: list[str]) -> dict:
@@ -63,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        params = build_model(work / "model", args.hidden, args.layers)
+        params, _ = build_random_llama(work / "model", args.hidden, args.layers)
         data = ["datasets.0.path=lab://parity+sentiment", "datasets.0.num_samples=200", "sequence_len=64"]
         settings = {
             "checkpointing, micro batch 4": (["micro_batch_size=4", "gradient_checkpointing=true"],) * 2,

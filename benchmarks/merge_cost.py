@@ -22,21 +22,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-
-def build_model(folder: Path, hidden: int, layers: int, seed: int) -> float:
-    """A random Llama with the lab tokenizer, saved as safetensors; returns its weight size in MB."""
-    from transformers import AutoTokenizer
-
-    from llmcourse.lab.model import init_model, llama_config
-    from llmcourse.labcmd import build
-
-    tokenizer = AutoTokenizer.from_pretrained(build([])["path"])
-    config = llama_config(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, hidden_size=hidden,
-                          intermediate_size=int(hidden * 2.75), num_hidden_layers=layers, num_attention_heads=hidden // 64,
-                          num_key_value_heads=hidden // 128, max_position_embeddings=256)
-    init_model(config, seed=seed).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e6
+from random_llama import build_random_llama  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def timed(args: list[str], cwd: Path) -> tuple[float, float]:
@@ -70,7 +56,7 @@ def main() -> None:
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        sizes = [build_model(work / name, args.hidden, args.layers, seed) for seed, name in enumerate(("a", "b"))]
+        sizes = [build_random_llama(work / name, args.hidden, args.layers, seed)[1] for seed, name in enumerate(("a", "b"))]
         config = work / "slerp.yaml"
         config.write_text(
             f"slices:\n  - sources:\n      - model: {work / 'a'}\n        layer_range: [0, {args.layers}]\n"

@@ -4,7 +4,6 @@ frankenmerges and MoEs that load and generate, and config mismatches caught befo
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -126,36 +126,28 @@ def _preference(command: str, recipe: str, overrides: list[str], output_dir: Opt
 PreviewPairs = Annotated[bool, typer.Option("--preview", help="Show one formatted pair with token counts and exit.")]
 
 
-@app.command(rich_help_panel="Train")
-def dpo(
-    recipe: Recipe,
-    overrides: Overrides = None,
-    output_dir: OutputDir = None,
-    overwrite: Overwrite = False,
-    resume: Resume = False,
-    preview: PreviewPairs = False,
-    dry_run: DryRun = False,
-    debug: Debug = False,
-    json_out: Json = False,
-) -> None:
-    """Preference tuning: DPO, IPO, ORPO or SimPO (`rl:`), full or LoRA (TRL, Axolotl-style recipes)."""
-    _preference("dpo", recipe, overrides or [], output_dir, overwrite, resume, preview, dry_run, debug, json_out)
+def _preference_command(command: str, summary: str) -> None:
+    """Register `dpo` or `orpo`: the same options, `orpo` forcing rl: orpo."""
+
+    def command_function(
+        recipe: Recipe,
+        overrides: Overrides = None,
+        output_dir: OutputDir = None,
+        overwrite: Overwrite = False,
+        resume: Resume = False,
+        preview: PreviewPairs = False,
+        dry_run: DryRun = False,
+        debug: Debug = False,
+        json_out: Json = False,
+    ) -> None:
+        _preference(command, recipe, overrides or [], output_dir, overwrite, resume, preview, dry_run, debug, json_out)
+
+    command_function.__doc__ = summary
+    app.command(command, rich_help_panel="Train")(command_function)
 
 
-@app.command(rich_help_panel="Train")
-def orpo(
-    recipe: Recipe,
-    overrides: Overrides = None,
-    output_dir: OutputDir = None,
-    overwrite: Overwrite = False,
-    resume: Resume = False,
-    preview: PreviewPairs = False,
-    dry_run: DryRun = False,
-    debug: Debug = False,
-    json_out: Json = False,
-) -> None:
-    """ORPO: SFT and preference alignment in one reference-free run (`llmcourse dpo` with rl: orpo)."""
-    _preference("orpo", recipe, overrides or [], output_dir, overwrite, resume, preview, dry_run, debug, json_out)
+_preference_command("dpo", "Preference tuning: DPO, IPO, ORPO or SimPO (`rl:`), full or LoRA (TRL, Axolotl-style recipes).")
+_preference_command("orpo", "ORPO: SFT and preference alignment in one reference-free run (`llmcourse dpo` with rl: orpo).")
 
 
 @app.command("merge-adapter", rich_help_panel="Train")

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from llmcourse.console import err
 from llmcourse.errors import Interrupted, UserError
 from llmcourse.modelio import check_model_source
-from llmcourse.outputs import MetricsLog, atomic_output, check_output_free, partial_path
+from llmcourse.outputs import MetricsLog, atomic_output
 from llmcourse.recipes.dpo import DpoRecipe
 
 # rl -> builder of (trainer class, config) from the recipe and the shared TrainingArguments kwargs.
@@ -91,14 +91,11 @@ def run(recipe: DpoRecipe, overwrite: bool = False, resume: bool = False) -> dic
     """Preference-tune the model on the recipe's pairs; returns the summary written to `report.json`."""
     preflight(recipe)
     output = Path(recipe.output_dir or "outputs/dpo")
-    from llmcourse.finetune.sft import interrupt_callback, latest_checkpoint, prepare_tokenizer
+    from llmcourse.finetune.sft import (
+        check_output_or_checkpoint, interrupt_callback, latest_checkpoint, load_model_for, prepare_tokenizer,
+    )
 
-    if resume:
-        if not latest_checkpoint(partial_path(output)):
-            raise UserError(f"--resume: no checkpoint in {partial_path(output) / 'checkpoints'}",
-                            hint="checkpoints are written every train.save_steps; start without --resume")
-    else:
-        check_output_free(output, overwrite)
+    check_output_or_checkpoint(output, overwrite, resume)
     from llmcourse.training import quiet_libraries, quiet_trainer, trainer_callbacks, training_kwargs
 
     quiet_libraries()
@@ -106,10 +103,9 @@ def run(recipe: DpoRecipe, overwrite: bool = False, resume: bool = False) -> dic
     from accelerate import PartialState
     from datasets import Dataset
 
-    from llmcourse.finetune.adapters import attach_lora, load_base
+    from llmcourse.finetune.adapters import attach_lora
     from llmcourse.finetune.dpo_report import finish, measure
     from llmcourse.finetune.preference_data import load_pairs
-    from llmcourse.finetune.templates import stop_token_ids
 
     state = PartialState(cpu=not torch.cuda.is_available())
     started = time.perf_counter()
@@ -117,11 +113,7 @@ def run(recipe: DpoRecipe, overwrite: bool = False, resume: bool = False) -> dic
         err.print(f"[bold]{recipe.rl}[/] {recipe.base_model} → {output} ({recipe.adapter if recipe.adapter != 'none' else 'full'})")
     tokenizer, template, added = prepare_tokenizer(recipe)
     pairs = load_pairs(recipe, tokenizer)
-    model = load_base(recipe)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer, template)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model = load_model_for(recipe, tokenizer, template)
     before = measure(recipe, model, tokenizer, pairs.eval) if state.is_main_process else ({}, [])
     if recipe.adapter != "none":
         model = attach_lora(model, recipe, added_tokens=bool(added))

@@ -104,8 +104,8 @@ def load_source(source: PreferenceDataset, where: str, split: str | None = None,
     for required in _required_columns(source, kind):
         if required not in dataset.column_names:
             raise UserError(f"{where}: {source.path} has no '{required}' column (columns: {', '.join(dataset.column_names)})",
-                            hint=f"preference data needs a prompt, a chosen and a rejected answer; map columns with "
-                                 f"field_prompt / field_chosen / field_rejected")
+                            hint="preference data needs a prompt, a chosen and a rejected answer; map columns with "
+                                 "field_prompt / field_chosen / field_rejected")
     return [to_pair(row, source, kind, where) for row in dataset]
 
 

@@ -151,16 +151,30 @@ def peak_memory_mb() -> float:
     return round(rss, 1)
 
 
+def check_output_or_checkpoint(output: Path, overwrite: bool, resume: bool) -> None:
+    """A fresh run needs a free output; `--resume` needs a checkpoint in the partial one."""
+    if not resume:
+        check_output_free(output, overwrite)
+    elif not latest_checkpoint(partial_path(output)):
+        raise UserError(f"--resume: no checkpoint in {partial_path(output) / 'checkpoints'}",
+                        hint="checkpoints are written every train.save_steps; start without --resume")
+
+
+def load_model_for(recipe: SftRecipe, tokenizer: Any, template: str) -> Any:
+    """The base, quantized as asked, with room for added tokens and the template's stop tokens."""
+    model = load_base(recipe)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer, template)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
 def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
     """Fine-tune the base on the recipe's data; returns the summary written to `report.json`."""
     preflight(recipe)
     output = Path(recipe.output_dir or "outputs/sft")
-    if resume:
-        if not latest_checkpoint(partial_path(output)):
-            raise UserError(f"--resume: no checkpoint in {partial_path(output) / 'checkpoints'}",
-                            hint="checkpoints are written every train.save_steps; start without --resume")
-    else:
-        check_output_free(output, overwrite)
+    check_output_or_checkpoint(output, overwrite, resume)
     from llmcourse.training import quiet_libraries, quiet_trainer, trainer_callbacks
 
     quiet_libraries()
@@ -180,11 +194,7 @@ def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dic
     if encoded.truncated and state.is_main_process:
         err.print(f"[yellow]note:[/] {encoded.truncated} example(s) longer than sequence_len={recipe.sequence_len} were truncated"
                   + (f", {encoded.dropped} dropped (nothing left to learn)" if encoded.dropped else ""))
-    model = load_base(recipe)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer, template)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model = load_model_for(recipe, tokenizer, template)
     if recipe.adapter != "none":
         model = attach_lora(model, recipe, added_tokens=bool(added))
     batch = recipe.train.micro_batch_size * recipe.train.gradient_accumulation_steps * state.num_processes
