@@ -28,6 +28,11 @@ def test_chat_lists_that_repeat_the_prompt_keep_only_the_answer() -> None:
     assert pair_of(row) == {"prompt": [USER], "chosen": YES, "rejected": NO}
 
 
+def test_ultrafeedback_layout_without_a_prompt_column_uses_the_shared_turns() -> None:
+    row = {"chosen": [USER, *YES], "rejected": [USER, *NO]}
+    assert pair_of(row, type="ultra") == {"prompt": [USER], "chosen": YES, "rejected": NO}
+
+
 def test_intel_orca_dpo_pairs_layout_with_system() -> None:
     row = {"system": "Be brief.", "question": "Is 7 odd?", "chosen": "yes", "rejected": "no"}
     pair = pair_of(row, type="chatml.intel")

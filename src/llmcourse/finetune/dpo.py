@@ -68,8 +68,6 @@ def preflight(recipe: DpoRecipe) -> None:
     sft_preflight(recipe)
     if recipe.ref_model:
         check_model_source(recipe.ref_model, recipe.allow_pickle)
-    if recipe.rl not in PREFERENCE_TRAINERS:
-        raise UserError(f"rl: unknown method '{recipe.rl}'", hint=f"one of {', '.join(PREFERENCE_TRAINERS)}")
 
 
 def load_reference(recipe: DpoRecipe, policy: Any) -> Any:

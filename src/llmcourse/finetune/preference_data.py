@@ -55,44 +55,50 @@ def _as_messages(value: Any, source: PreferenceDataset, where: str, role: str) -
     raise UserError(f"{where}: expected text or chat messages, got {type(value).__name__}")
 
 
-def _answer(value: Any, prompt: list[dict[str, str]], source: PreferenceDataset, where: str, name: str) -> list[dict[str, str]]:
+def _answer(messages: list[dict[str, str]], prompt: list[dict[str, str]], where: str, name: str) -> list[dict[str, str]]:
     """The answer part: a full conversation that repeats the prompt (UltraFeedback style) loses that prefix."""
-    messages = _as_messages(value, source, where, "assistant")
     if len(messages) > len(prompt) and messages[: len(prompt)] == prompt:
         messages = messages[len(prompt) :]
-    elif len(messages) > 1 and not prompt and messages[-1]["role"] == "assistant":
-        return messages[-1:]
     if not messages or messages[-1]["role"] != "assistant":
         raise UserError(f"{where}: '{name}' does not end with an assistant message")
     return messages
 
 
+def _shared_turns(chosen: list[dict[str, str]], rejected: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The implicit prompt of two full conversations: the turns they share before the answers differ."""
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+        shared += 1
+    return chosen[:shared]
+
+
 def to_pair(row: dict[str, Any], source: PreferenceDataset, kind: str, where: str) -> Pair:
-    """One row as `{"prompt": [...], "chosen": [...], "rejected": [...]}`."""
+    """One row as `{"prompt": [...], "chosen": [...], "rejected": [...]}`.
+
+    Without a prompt column (`ultra`), the prompt is the turns the chosen and rejected conversations share.
+    """
+    chosen_key, rejected_key = source.field_chosen, source.field_rejected
     if kind == "intel":
         prompt = [{"role": "user", "content": field_of(row, "question", where)}]
-        chosen_key, rejected_key = source.field_chosen, source.field_rejected
     elif kind == "argilla":
         prompt = [{"role": "user", "content": field_of(row, "instruction", where)}]
         chosen_key, rejected_key = "chosen_response", "rejected_response"
     elif kind == "chat_template":
         turns = field_of(row, source.field_messages or "messages", where, expect=list)
         prompt = normalize_turns(turns, source.message_property_mappings, source.roles, where)
-        chosen_key, rejected_key = source.field_chosen, source.field_rejected
     else:
-        value = row.get(source.field_prompt)
-        if value is None and kind != "ultra" and source.field_prompt not in row:
-            field_of(row, source.field_prompt, where)
-        prompt = _as_messages(value, source, where, "user") if value is not None else []
-        chosen_key, rejected_key = source.field_chosen, source.field_rejected
+        value = row.get(source.field_prompt) if kind == "ultra" else field_of(row, source.field_prompt, where, expect=object)
+        prompt = _as_messages(value, source, where, "user") if value else []
+    chosen = _as_messages(field_of(row, chosen_key, where, expect=object), source, where, "assistant")
+    rejected = _as_messages(field_of(row, rejected_key, where, expect=object), source, where, "assistant")
+    prompt = prompt or _shared_turns(chosen, rejected)
     system = row.get(source.field_system)
     if system and not any(m["role"] == "system" for m in prompt):
         prompt = [{"role": "system", "content": str(system)}] + prompt
-    chosen = _answer(field_of(row, chosen_key, where, expect=object), prompt, source, where, chosen_key)
-    rejected = _answer(field_of(row, rejected_key, where, expect=object), prompt, source, where, rejected_key)
     if not prompt:
         raise UserError(f"{where}: a pair has no prompt", hint=f"set field_prompt (columns: {', '.join(row)})")
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    return {"prompt": prompt, "chosen": _answer(chosen, prompt, where, chosen_key),
+            "rejected": _answer(rejected, prompt, where, rejected_key)}
 
 
 def load_source(source: PreferenceDataset, where: str, split: str | None = None, count: int = 2000) -> list[Pair]:
