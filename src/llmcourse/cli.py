@@ -328,8 +328,10 @@ def demo(
 
 
 from llmcourse.cli_merge import register as register_merge  # noqa: E402
+from llmcourse.cli_quantize import register as register_quantize  # noqa: E402
 
 register_merge(app)
+register_quantize(app)
 
 
 def main() -> None:

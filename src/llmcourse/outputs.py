@@ -125,8 +125,13 @@ def write_model_card(
     pipeline_tag: str = "text-generation",
     library_name: str = "transformers",
     results: dict[str, Any] | None = None,
+    usage: str | None = None,
+    appendix: str | None = None,
 ) -> Path:
-    """Write a Hugging Face model card: YAML front matter, description, results, recipe, usage."""
+    """Write a Hugging Face model card: YAML front matter, description, results, recipe, usage.
+
+    `usage` (markdown) replaces the transformers snippet; `appendix` (markdown) goes at the end.
+    """
     front: dict[str, Any] = {}
     if base_model:
         front["base_model"] = base_model
@@ -161,6 +166,11 @@ def write_model_card(
         "",
         "## Usage",
         "",
+    ]
+    if usage:
+        parts += [usage.strip(), ""] + ([appendix.strip(), ""] if appendix else [])
+        return _write_card(folder, parts)
+    parts += [
         "```python",
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
         "",
@@ -173,6 +183,10 @@ def write_model_card(
         f"Or from the command line: `llmcourse generate {folder_name_for_usage(folder)} --prompt \"...\"`.",
         "",
     ]
+    return _write_card(folder, parts + ([appendix.strip(), ""] if appendix else []))
+
+
+def _write_card(folder: Path, parts: list[str]) -> Path:
     target = folder / "README.md"
     target.write_text("\n".join(parts), encoding="utf-8")
     return target

@@ -24,6 +24,7 @@ register_recipe("pretrain", "llmcourse.recipes.pretrain:PretrainRecipe")
 register_recipe("sft", "llmcourse.recipes.sft:SftRecipe")
 register_recipe("dpo", "llmcourse.recipes.dpo:DpoRecipe")
 register_recipe("orpo", "llmcourse.recipes.dpo:DpoRecipe")
+register_recipe("quantize", "llmcourse.recipes.quantize:QuantizeRecipe")
 
 
 def recipe_model(command: str) -> Any:

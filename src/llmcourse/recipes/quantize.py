@@ -1,0 +1,58 @@
+"""Recipe for `llmcourse quantize`: one source model, one or more formats, one quality report.
+
+Each format has its own section (`gguf:`, `int8:`); a format's methods are checked against the names
+its engine offers before any weight is loaded (`llmcourse.quantize.registry`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from llmcourse.recipes.base import CommandRecipe, Recipe
+
+
+class GgufSection(Recipe):
+    """llama.cpp GGUF: the quant types to write and the importance matrix."""
+
+    methods: list[str] = Field(default_factory=lambda: ["Q4_K_M"])
+    imatrix: str | None = Field(default=None, description="`auto` (computed from the calibration text) or an imatrix file")
+    pre_tokenizer: str | None = Field(default=None, description="llama.cpp pre-tokenizer name for a BPE tokenizer it does not recognize")
+    keep_intermediate: bool = Field(default=False, description="keep the F32/F16/BF16 GGUF the quants are made from")
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, methods: list[str]) -> list[str]:
+        return [m.upper() for m in methods]
+
+
+class Int8Section(Recipe):
+    """The course's naive 8-bit quantization: quantize, dequantize, save an ordinary HF folder."""
+
+    methods: list[str] = Field(default_factory=lambda: ["absmax"])
+    granularity: Literal["tensor", "channel"] = "tensor"
+    histograms: bool = True
+
+
+class QuantizeRecipe(CommandRecipe):
+    """`llmcourse quantize`: a source model and the formats to quantize it to."""
+
+    model: str = Field(min_length=1, description="HF folder or hub id")
+    formats: list[str] = Field(default_factory=lambda: ["gguf"], min_length=1)
+    gguf: GgufSection = Field(default_factory=GgufSection)
+    int8: Int8Section = Field(default_factory=Int8Section)
+    calibration: str = Field(default="lab://corpus", description="calibration text: lab://corpus or a .txt/.jsonl file")
+    calibration_samples: int = Field(default=64, gt=0)
+    eval_text: str = Field(default="lab", description="held-out text for the report: `lab` or a .txt/.jsonl file")
+    eval_tokens: int = Field(default=8192, gt=0, description="tokens of eval text the report scores")
+    eval_block_size: int | None = Field(default=None, gt=1, description="tokens per scored window (default 128 on lab text, else 512)")
+    report: bool = True
+    push_to_hub: str | None = None
+    private: bool = False
+    license: str | None = None
+
+    @field_validator("formats")
+    @classmethod
+    def _lower(cls, formats: list[str]) -> list[str]:
+        return list(dict.fromkeys(f.lower() for f in formats))
