@@ -93,14 +93,15 @@ def print_table(results: list[StageResult]) -> None:
     table = Table(
         title=f"llmcourse demo — the lab model ({params / 1e6:.2f} M parameters) at each stage",
         caption="held-out exact match per skill; pair acc: held-out preference pairs whose chosen answer is more likely; "
-        "reward acc: pairs whose DPO reward margin (vs the SFT model) is > 0; perplexity on held-out plain lab text "
-        "(a chat fine-tune forgets plain text: that is what this column shows); weight size; last training loss",
+        "rwd acc: pairs whose DPO reward margin (vs the SFT model) is > 0; perplexity on held-out plain lab text "
+        "(a chat fine-tune forgets plain text: that is what this column shows); ppl ×: GGUF perplexity on held-out "
+        "answers ÷ the merge's; weight size; greedy decode tokens/s; last training loss",
         header_style="bold",
     )
     table.add_column("stage", no_wrap=True)
     for name in lab_skills.SKILLS:
         table.add_column(SHORT_NAMES.get(name, name), justify="right")
-    for column in ("EM mean", "pair acc", "reward acc", "ppl", "size MB", "loss"):
+    for column in ("EM mean", "pair acc", "rwd acc", "ppl", "ppl ×", "MB", "tok/s", "loss"):
         table.add_column(column, justify="right", no_wrap=True)
     for result in results:
         m = result.metrics
@@ -111,7 +112,9 @@ def print_table(results: list[StageResult]) -> None:
             _pct(m.get("pair_accuracy")),
             _pct(m.get("reward_accuracy")),
             f"{m['heldout_perplexity']:.3g}" if "heldout_perplexity" in m else "",
+            f"{m['ppl_ratio']:.4f}" if "ppl_ratio" in m else "",
             f"{m['size_mb']:.1f}" if "size_mb" in m else "",
+            f"{m['decode_tok_s']:.0f}" if m.get("decode_tok_s") else "",
             f"{m['loss']:.3f}" if m.get("loss") is not None else "",
         )
     out.print(table)
@@ -129,9 +132,12 @@ def run(force: bool = False, as_json: bool = False) -> list[StageResult]:
     results.append(sft_stage(results[0].path, force))
     results.append(dpo_stage(results[-1], force))
     from llmcourse.demo_merge import family_tree, final_merge
+    from llmcourse.demo_quant import quant_stages
 
     results.append(final_merge(results[2], results[3], force))
-    tree = family_tree(results[-1].path)
+    quants = quant_stages(results[-1], force)
+    results += quants
+    tree = family_tree(str(Path(quants[0].path).parent) if quants else results[4].path)
     elapsed = time.perf_counter() - started
     if as_json:
         payload = {"stages": [r.__dict__ for r in results], "tree": tree, "elapsed_s": round(elapsed, 1)}
@@ -144,6 +150,9 @@ def run(force: bool = False, as_json: bool = False) -> list[StageResult]:
         err.print(f"DPO: held-out reward accuracy {100 * dpo['reward_accuracy']:.0f}%, pair accuracy "
                   f"{100 * sft['pair_accuracy']:.0f}% → {100 * dpo['pair_accuracy']:.0f}%, exact match "
                   f"{100 * sft['exact_match/mean']:.1f}% → {100 * dpo['exact_match/mean']:.1f}%")
+        for quant in quants:
+            err.print(f"{quant.stage}: exact match {100 * quant.metrics['exact_match/mean']:.1f}%, perplexity ratio "
+                      f"{quant.metrics['ppl_ratio']:.4f}, {quant.metrics['size_mb']:.1f} MB, {quant.metrics['decode_tok_s']:.0f} tok/s")
         err.print(f"family tree of the final model: {tree['models']} models → {tree['png']}")
         err.print(f"done in {elapsed:.0f} s; models are in {Path(results[0].path).parent}")
     return results
