@@ -6,7 +6,17 @@ STAMP  := $(VENV)/.install-stamp-$(shell sha256sum pyproject.toml Makefile | sha
 TORCH  ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 
-.PHONY: install demo test test-gpu clean
+# llama-cpp-python is published as source only: it is compiled once per machine (about 5 minutes on
+# 2 cores) into a cache outside the checkout, portably: a -march=native build uses instructions
+# (AMX) that some CPUs advertise but cannot run, and multimodal support (llava/mtmd) is left out.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CPP_SDIST   := llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
+LLAMA_CPP_FLAGS   := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+LLAMA_CPP_CACHE   ?= $(HOME)/.cache/llmcourse/build/llama-cpp-python-$(LLAMA_CPP_VERSION)-portable
+GGUF_STAMP        := $(VENV)/.gguf-engine-$(LLAMA_CPP_VERSION)
+NOT_GPU           := not gpu
+
+.PHONY: install gguf-engine demo test test-gpu clean
 
 install: $(STAMP)
 
@@ -18,14 +28,35 @@ $(STAMP): pyproject.toml Makefile
 	@rm -f $(VENV)/.install-stamp-*
 	@touch $@
 
-demo: install
+# The converter comes from the same source archive as the runtime, and is put in place before the
+# package, so that `import llama_cpp` succeeding means the whole GGUF engine is ready.
+gguf-engine: $(GGUF_STAMP)
+
+$(GGUF_STAMP): $(STAMP)
+	@mkdir -p $(LLAMA_CPP_CACHE)
+	@test -f $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) || $(BIN)/pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_VERSION)" -d $(LLAMA_CPP_CACHE)
+	@ls $(LLAMA_CPP_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CPP_FLAGS)" nice -n 10 \
+		$(BIN)/pip wheel --quiet --no-deps --no-cache-dir $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) -w $(LLAMA_CPP_CACHE)
+	$(BIN)/python -m llmcourse.quantize.llamacpp_source $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) --version $(LLAMA_CPP_VERSION)
+	$(BIN)/pip install --quiet "gguf>=0.19" $(LLAMA_CPP_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	@touch $@
+
+demo: install gguf-engine
 	$(OFFLINE) $(BIN)/llmcourse demo
 
+# The GGUF engine compiles (niced) while the tests that do not need it run; the `gguf` tests run
+# after it, in a second pytest session that shares the first one's lab models.
 test: install
-	$(OFFLINE) $(BIN)/python -m pytest -q --durations=20
+	@echo "building the GGUF engine in the background (log: $(VENV)/gguf-engine.log)"
+	@$(MAKE) --no-print-directory gguf-engine > $(VENV)/gguf-engine.log 2>&1 & engine=$$!; \
+	home=$$(mktemp -d); \
+	LLMCOURSE_TEST_HOME=$$home LLMCOURSE_TEST_DEMO_SKIP=gguf $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and not gguf" --durations=15; first=$$?; \
+	wait $$engine || { tail -40 $(VENV)/gguf-engine.log; rm -rf $$home; exit 1; }; \
+	LLMCOURSE_TEST_HOME=$$home $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and gguf" --durations=10; second=$$?; \
+	rm -rf $$home; test $$first -eq 0 -a $$second -eq 0
 
 # GPU-marked tests, on a CUDA machine (pytest's exit code 5, "no tests collected", is not a failure).
-test-gpu: install
+test-gpu: install gguf-engine
 	$(OFFLINE) $(BIN)/python -m pytest -q -m gpu || [ $$? -eq 5 ]
 
 clean:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -34,20 +36,24 @@ def test_dpo_reaches_90_percent_heldout_reward_accuracy_without_losing_exact_mat
 
 def test_family_tree_of_the_final_model_reaches_the_base(demo_report: dict) -> None:
     tree = demo_report["tree"]
-    assert tree["models"] == 4 and tree["generations"] == 4 and tree["unreachable"] == 0
+    quantized = any(stage["stage"].startswith("GGUF") for stage in demo_report["stages"])
+    assert tree["models"] == tree["generations"] == (5 if quantized else 4) and tree["unreachable"] == 0
     nodes = {node["id"]: node for node in json.loads((Path(tree["output_dir"]) / "tree.json").read_text())["nodes"]}
     stages = demo_report["stages"]
-    base, sft, dpo, final = stages[0]["path"], stages[2]["path"], stages[3]["path"], stages[-1]["path"]
+    base, sft, dpo, final = (stages[i]["path"] for i in (0, 2, 3, 4))
+    assert stages[4]["stage"] == "merge: slerp(SFT, DPO)"
     assert set(nodes[final]["parents"]) == {sft, dpo}
     assert nodes[dpo]["parents"] == [sft] and nodes[sft]["parents"] == [base] and nodes[base]["parents"] == []
-    merge = stages[-1]["metrics"]
+    merge = stages[4]["metrics"]
     assert merge["exact_match/mean"] >= min(stages[2]["metrics"]["exact_match/mean"], stages[3]["metrics"]["exact_match/mean"]) - 0.05
 
 
+@pytest.mark.gguf
 def test_demo_prints_a_table_and_reuses_its_stages(demo_report: dict, lab_home: Path) -> None:
     result = run_cli("demo", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
     assert "llmcourse demo" in result.stdout and "base (Q/A prompt)" in result.stdout and "SFT" in result.stdout and "DPO" in result.stdout
     assert "reusing" in result.stderr and "points over the base" in result.stderr
     assert "held-out reward accuracy" in result.stderr
-    assert "merge: slerp(SFT, DPO)" in result.stdout and "family tree of the final model: 4 models" in result.stderr
+    assert "merge: slerp(SFT, DPO)" in result.stdout and "family tree of the final model: 5 models" in result.stderr
+    assert "GGUF Q4_K_M (llama.cpp)" in result.stdout and "reusing the GGUF files" in result.stderr

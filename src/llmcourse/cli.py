@@ -314,6 +314,7 @@ def lab_score(
 @app.command(rich_help_panel="Lab")
 def demo(
     force: Annotated[bool, typer.Option("--force", help="Rebuild the lab base even if cached.")] = False,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Leave out a stage: gguf.")] = None,
     debug: Debug = False,
     json_out: Json = False,
 ) -> None:
@@ -321,8 +322,11 @@ def demo(
 
     def action() -> None:
         from llmcourse.demo import run
+        from llmcourse.errors import choose
 
-        run(force=force, as_json=json_out)
+        for stage in skip or []:
+            choose("demo stage", stage, ("gguf",))
+        run(force=force, as_json=json_out, skip=tuple(skip or ()))
 
     guarded(debug, action)
 

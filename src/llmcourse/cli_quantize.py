@@ -72,13 +72,13 @@ def quantize(
                 data["output_dir"] = str(output_dir)
         _apply_flags(data)
         recipe = validate(recipe_model("quantize"), data, source=target if is_recipe(target) else "command line")
+        if dry_run:
+            print_recipe(recipe)
+            return
         if recipe.model == "lab://base":
             from llmcourse.cli_support import resolve_lab_base
 
             recipe = resolve_lab_base(recipe, "model")
-        if dry_run:
-            print_recipe(recipe)
-            return
         from llmcourse.quantize.run import run
 
         summary = run(recipe, overwrite=overwrite)

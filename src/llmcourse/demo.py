@@ -124,7 +124,7 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.0f}%"
 
 
-def run(force: bool = False, as_json: bool = False) -> list[StageResult]:
+def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = ()) -> list[StageResult]:
     """Run the demo stages in order and print the table (or JSON)."""
     started = time.perf_counter()
     err.print("[bold]llmcourse demo[/]: the lab model, offline, end to end")
@@ -135,7 +135,7 @@ def run(force: bool = False, as_json: bool = False) -> list[StageResult]:
     from llmcourse.demo_quant import quant_stages
 
     results.append(final_merge(results[2], results[3], force))
-    quants = quant_stages(results[-1], force)
+    quants = [] if "gguf" in skip else quant_stages(results[-1], force)
     results += quants
     tree = family_tree(str(Path(quants[0].path).parent) if quants else results[4].path)
     elapsed = time.perf_counter() - started

@@ -81,9 +81,9 @@ def extract(archive: Path, dest: Path) -> Path:
     return dest
 
 
-def fetch(dest: Path | None = None, archive: Path | None = None) -> Path:
-    """Put the converter of the installed version in place, downloading the source archive if needed."""
-    version = llama_cpp_version()
+def fetch(dest: Path | None = None, archive: Path | None = None, version: str | None = None) -> Path:
+    """Put the converter of the installed (or given) version in place, downloading the source if needed."""
+    version = version or llama_cpp_version()
     in_venv = sys.prefix != sys.base_prefix  # a virtual environment keeps its own copy, beside its packages
     dest = dest or candidate_dirs(version)[-2 if in_venv else -1]
     if archive is not None:
@@ -99,11 +99,12 @@ def fetch(dest: Path | None = None, archive: Path | None = None) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m llmcourse.quantize.llamacpp_source [ARCHIVE] [--dest DIR]`."""
+    """`python -m llmcourse.quantize.llamacpp_source [ARCHIVE] [--dest DIR] [--version V]`."""
     archive = Path(argv[0]) if argv and not argv[0].startswith("--") else None
     dest = Path(argv[argv.index("--dest") + 1]) if "--dest" in argv else None
+    version = argv[argv.index("--version") + 1] if "--version" in argv else None
     try:
-        where = fetch(dest, archive)
+        where = fetch(dest, archive, version)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

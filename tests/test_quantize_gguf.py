@@ -1,0 +1,192 @@
+"""`llmcourse quantize --format gguf` on the lab SFT model: llama.cpp's converter and quantizer, files
+llama.cpp and transformers load, tokenization identical to transformers, and the quality report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+
+pytestmark = [pytest.mark.gguf, pytest.mark.slow]
+METHODS = ("F32", "F16", "Q8_0", "Q4_K_M", "IQ4_XS")
+
+
+@pytest.fixture(scope="module")
+def sft_model(demo_report: dict) -> str:
+    return demo_report["stages"][2]["path"]
+
+
+@pytest.fixture(scope="module")
+def gguf_run(sft_model: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("gguf")
+    result = run_cli("quantize", sft_model, "--format", "gguf", "--method", ",".join(METHODS), "--imatrix", "auto", "-o", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    summary["folder"] = Path(summary["folders"]["gguf"])
+    summary["files"] = {o["method"]: o["path"] for o in summary["outputs"]}
+    return summary
+
+
+def hf_logits(model_path: str, ids: list[int], f16_weights: bool = False) -> np.ndarray:
+    """The HF model's logits; with `f16_weights`, after rounding every weight to float16."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    with torch.no_grad():
+        if f16_weights:
+            for parameter in model.parameters():
+                parameter.copy_(parameter.half().float())
+        return model(input_ids=torch.tensor([ids])).logits[0].numpy()
+
+
+def heldout_ids(model_path: str, count: int = 12) -> list[int]:
+    from transformers import AutoTokenizer
+
+    from llmcourse.lab import skills
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    rows = skills.mixed(list(skills.SKILLS), "heldout", 2)[:count]
+    text = "".join(tokenizer.apply_chat_template(skills.as_messages(r)["messages"], tokenize=False) for r in rows)
+    return tokenizer(text, add_special_tokens=False)["input_ids"][:128]
+
+
+def test_files_are_named_like_llama_cpp_and_the_folder_is_complete(gguf_run: dict, sft_model: str) -> None:
+    folder = gguf_run["folder"]
+    name = Path(sft_model).name
+    assert sorted(p.name for p in folder.glob("*.gguf")) == sorted([f"{name}.{m}.gguf" for m in METHODS] + ["imatrix.gguf"])
+    assert not folder.with_name(folder.name + ".partial").exists()
+    assert {"README.md", "report.json", "report.md", "llmcourse.yaml"} <= {p.name for p in folder.iterdir()}
+    from llmcourse.outputs import read_card_metadata
+
+    card = read_card_metadata(folder)
+    assert card["base_model"] == sft_model and {"quantized", "gguf", "llmcourse"} <= set(card["tags"])
+    text = (folder / "README.md").read_text()
+    assert "from llama_cpp import Llama" in text and "Original model card" in text and "| Q4_K_M |" in text
+
+
+def llama_cpp_logits(path: str, ids: list[int]) -> np.ndarray:
+    """Logits through llama.cpp, with a float32 KV cache (its default, float16, rounds K and V)."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=path, n_ctx=256, n_batch=256, logits_all=True, verbose=False, type_k=0, type_v=0)
+    llm.eval(ids)
+    logits = np.array(llm.scores[: len(ids)])
+    llm.close()
+    return logits
+
+
+def test_gguf_logits_match_transformers_through_llama_cpp(gguf_run: dict, sft_model: str) -> None:
+    ids = heldout_ids(sft_model)
+    reference = hf_logits(sft_model, ids)
+    # F32 shows the conversion is exact (q/k permutation, norms, tied embeddings, vocabulary).
+    assert np.abs(llama_cpp_logits(gguf_run["files"]["F32"], ids) - reference).max() < 1e-3
+    # F16 is held to the precision F16 has: rounding the weights alone moves the HF model's own
+    # logits by ~0.012 max on this model, and llama.cpp's F16 matmuls round activations too.
+    f16_rounding = np.abs(hf_logits(sft_model, ids, f16_weights=True) - reference).max()
+    f16 = np.abs(llama_cpp_logits(gguf_run["files"]["F16"], ids) - reference)
+    assert f16.max() < 3 * f16_rounding and f16.mean() < 1e-3, (f16.max(), f16_rounding)
+
+
+def test_quality_report_meets_the_bar(gguf_run: dict) -> None:
+    rows = {row["method"]: row for row in gguf_run["report"]}
+    assert rows["-"]["format"] == "source" and rows["-"]["ppl_ratio"] == 1.0
+    assert rows["Q8_0"]["ppl_ratio"] <= 1.005, rows["Q8_0"]
+    assert rows["Q4_K_M"]["ppl_ratio"] <= 1.05, rows["Q4_K_M"]
+    assert rows["F32"]["kl_divergence"] < 1e-4 and rows["F16"]["kl_divergence"] < rows["Q8_0"]["kl_divergence"] < rows["Q4_K_M"]["kl_divergence"]
+    assert rows["F16"]["top1_agreement"] > 0.99 and rows["Q4_K_M"]["top1_agreement"] > 0.9
+    assert rows["Q4_K_M"]["size_mb"] < rows["Q8_0"]["size_mb"] < rows["F16"]["size_mb"] < rows["-"]["size_mb"]
+    assert 4 < rows["Q4_K_M"]["bits_per_weight"] < 6 and 8 < rows["Q8_0"]["bits_per_weight"] < 9
+    assert rows["IQ4_XS"]["ppl_ratio"] < 1.1 and all(row["tokens_per_second"] > 0 for row in rows.values())
+    imatrix = {o["method"]: o["imatrix"] for o in gguf_run["outputs"]}
+    assert imatrix == {"F32": False, "F16": False, "Q8_0": True, "Q4_K_M": True, "IQ4_XS": True}
+    saved = json.loads((gguf_run["folder"] / "report.json").read_text())
+    assert [r["method"] for r in saved["rows"]] == ["-", *METHODS]
+
+
+def test_every_gguf_loads_in_llama_cpp_and_answers_like_transformers(gguf_run: dict, sft_model: str) -> None:
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmcourse.lab import skills
+    from llmcourse.lab.scoring import build_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(sft_model)
+    model = AutoModelForCausalLM.from_pretrained(sft_model, dtype=torch.float32)
+    prompts = [build_prompt(tokenizer, row.question, "chat") for row in skills.mixed(["parity", "count", "sentiment"], "heldout", 4)]
+    expected = []
+    for prompt in prompts:
+        enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        out = model.generate(**enc, max_new_tokens=6, do_sample=False, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
+        expected.append(tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    for method, path in gguf_run["files"].items():
+        llm = Llama(model_path=path, n_ctx=256, verbose=False)
+        answers = [llm(p, max_tokens=6, temperature=0.0, stop=["<|im_end|>"])["choices"][0]["text"].strip() for p in prompts]
+        assert all(answers), (method, answers)
+        if method in ("F32", "F16", "Q8_0"):
+            assert sum(a == e for a, e in zip(answers, expected)) >= len(prompts) - 1, (method, answers, expected)
+
+
+def test_transformers_loads_f16_and_q8_0_back(gguf_run: dict, sft_model: str) -> None:
+    from transformers import AutoModelForCausalLM
+
+    ids = heldout_ids(sft_model)
+    reference = hf_logits(sft_model, ids)
+    f16_rounding = np.abs(hf_logits(sft_model, ids, f16_weights=True) - reference).max()
+    for method, tolerance in (("F32", 1e-5), ("F16", 2 * f16_rounding), ("Q8_0", None)):
+        path = Path(gguf_run["files"][method])
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids])).logits[0].numpy()
+        if tolerance:
+            assert np.abs(logits - reference).max() < tolerance
+        else:
+            assert (logits.argmax(-1) == reference.argmax(-1)).mean() > 0.95
+
+
+def test_llama_cpp_tokenizes_every_heldout_string_like_transformers(gguf_run: dict, sft_model: str) -> None:
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    from llmcourse.lab import skills
+
+    tokenizer = AutoTokenizer.from_pretrained(sft_model)
+    vocab = Llama(model_path=gguf_run["files"]["Q8_0"], vocab_only=True, verbose=False)
+    strings = []
+    for name in skills.SKILLS:
+        for row in skills.examples(name, "heldout", 1000):
+            strings += [row.question, row.answer, tokenizer.apply_chat_template(skills.as_messages(row)["messages"], tokenize=False)]
+    mismatches = [s for s in strings if vocab.tokenize(s.encode(), add_bos=False, special=True) != tokenizer(s, add_special_tokens=False)["input_ids"]]
+    assert len(strings) > 3000 and mismatches == []
+
+
+def test_iq2_types_get_an_importance_matrix_without_asking(sft_model: str, tmp_path: Path) -> None:
+    result = run_cli("quantize", sft_model, "--method", "IQ2_XS", "--no-report", "-o", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "need an importance matrix" in result.stderr
+    out = json.loads(result.stdout)["outputs"]
+    assert out[0]["imatrix"] is True and Path(out[0]["path"]).stat().st_size > 0
+
+
+def test_gguf_bad_inputs_fail_before_loading(sft_model: str, tmp_path: Path) -> None:
+    unknown = run_cli("quantize", sft_model, "--method", "Q4_K_MM", "-o", str(tmp_path))
+    assert unknown.returncode == 2 and "did you mean 'Q4_K_M'" in unknown.stderr and "Traceback" not in unknown.stderr
+    missing = run_cli("quantize", sft_model, "--method", "IQ4_XS", "--imatrix", str(tmp_path / "nope.gguf"), "-o", str(tmp_path))
+    assert missing.returncode == 2 and "gguf.imatrix: file not found" in missing.stderr
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_demo_adds_gguf_rows_and_the_tree_reaches_the_quants(demo_report: dict) -> None:
+    stages = {stage["stage"]: stage for stage in demo_report["stages"]}
+    merge = stages["merge: slerp(SFT, DPO)"]["metrics"]
+    q8, q4 = stages["GGUF Q8_0 (llama.cpp)"]["metrics"], stages["GGUF Q4_K_M (llama.cpp)"]["metrics"]
+    assert q8["exact_match/mean"] >= merge["exact_match/mean"] - 0.03, (merge, q8)
+    assert q4["exact_match/mean"] >= merge["exact_match/mean"] - 0.08, (merge, q4)
+    assert q8["ppl_ratio"] <= 1.005 and q4["ppl_ratio"] <= 1.05
+    assert q4["size_mb"] < q8["size_mb"] < merge["size_mb"] and q8["decode_tok_s"] > 0
+    tree = demo_report["tree"]
+    assert tree["models"] == 5 and tree["generations"] == 5 and tree["unreachable"] == 0
