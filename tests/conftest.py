@@ -51,4 +51,4 @@ def demo_report(lab_base: dict, lab_home: Path) -> dict:
     skip = ["--skip", os.environ["LLMCOURSE_TEST_DEMO_SKIP"]] if os.environ.get("LLMCOURSE_TEST_DEMO_SKIP") else []
     result = run_cli("demo", "--json", *skip, env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return {**json.loads(result.stdout), "stderr": result.stderr}

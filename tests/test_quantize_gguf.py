@@ -13,7 +13,7 @@ import torch
 from conftest import run_cli
 
 pytestmark = [pytest.mark.gguf, pytest.mark.slow]
-METHODS = ("F32", "F16", "Q8_0", "Q4_K_M", "IQ4_XS")
+METHODS = ("F32", "F16", "Q8_0", "Q4_K_M", "IQ4_XS", "IQ2_XS")
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +102,9 @@ def test_quality_report_meets_the_bar(gguf_run: dict) -> None:
     assert rows["Q4_K_M"]["size_mb"] < rows["Q8_0"]["size_mb"] < rows["F16"]["size_mb"] < rows["-"]["size_mb"]
     assert 4 < rows["Q4_K_M"]["bits_per_weight"] < 6 and 8 < rows["Q8_0"]["bits_per_weight"] < 9
     assert rows["IQ4_XS"]["ppl_ratio"] < 1.1 and all(row["tokens_per_second"] > 0 for row in rows.values())
+    assert rows["IQ2_XS"]["bits_per_weight"] < rows["IQ4_XS"]["bits_per_weight"] < rows["Q4_K_M"]["bits_per_weight"]
     imatrix = {o["method"]: o["imatrix"] for o in gguf_run["outputs"]}
-    assert imatrix == {"F32": False, "F16": False, "Q8_0": True, "Q4_K_M": True, "IQ4_XS": True}
+    assert imatrix == {"F32": False, "F16": False, "Q8_0": True, "Q4_K_M": True, "IQ4_XS": True, "IQ2_XS": True}
     saved = json.loads((gguf_run["folder"] / "report.json").read_text())
     assert [r["method"] for r in saved["rows"]] == ["-", *METHODS]
 
@@ -164,12 +165,13 @@ def test_llama_cpp_tokenizes_every_heldout_string_like_transformers(gguf_run: di
     assert len(strings) > 3000 and mismatches == []
 
 
-def test_iq2_types_get_an_importance_matrix_without_asking(sft_model: str, tmp_path: Path) -> None:
-    result = run_cli("quantize", sft_model, "--method", "IQ2_XS", "--no-report", "-o", str(tmp_path), "--json")
-    assert result.returncode == 0, result.stderr
-    assert "need an importance matrix" in result.stderr
-    out = json.loads(result.stdout)["outputs"]
-    assert out[0]["imatrix"] is True and Path(out[0]["path"]).stat().st_size > 0
+def test_types_that_need_an_importance_matrix_get_one_without_asking() -> None:
+    from llmcourse.quantize.gguf import imatrix_plan
+
+    assert imatrix_plan(["Q4_K_M", "Q8_0"], None) == "none"
+    assert imatrix_plan(["Q4_K_M", "IQ2_XS"], None) == "needed"
+    assert imatrix_plan(["Q4_K_M"], "auto") == "auto"
+    assert imatrix_plan(["IQ1_S"], "my.imatrix.gguf") == "file"
 
 
 def test_gguf_bad_inputs_fail_before_loading(sft_model: str, tmp_path: Path) -> None:
@@ -190,3 +192,5 @@ def test_demo_adds_gguf_rows_and_the_tree_reaches_the_quants(demo_report: dict) 
     assert q4["size_mb"] < q8["size_mb"] < merge["size_mb"] and q8["decode_tok_s"] > 0
     tree = demo_report["tree"]
     assert tree["models"] == 5 and tree["generations"] == 5 and tree["unreachable"] == 0
+    printed = demo_report["stderr"]  # with --json the table goes to stderr
+    assert "GGUF Q4_K_M (llama.cpp)" in printed and "GGUF Q8_0 (llama.cpp): exact match" in printed

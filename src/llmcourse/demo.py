@@ -85,7 +85,7 @@ def dpo_stage(sft: StageResult, force: bool) -> StageResult:
 SHORT_NAMES = {"sentiment": "sentim.", "first_letter": "1st let.", "last_letter": "last let."}
 
 
-def print_table(results: list[StageResult]) -> None:
+def print_table(results: list[StageResult], console: Any = None) -> None:
     """One rich table: a row per stage, exact match per skill, perplexity and size."""
     from rich.table import Table
 
@@ -117,7 +117,7 @@ def print_table(results: list[StageResult]) -> None:
             f"{m['decode_tok_s']:.0f}" if m.get("decode_tok_s") else "",
             f"{m['loss']:.3f}" if m.get("loss") is not None else "",
         )
-    out.print(table)
+    (console or out).print(table)
 
 
 def _pct(value: float | None) -> str:
@@ -139,20 +139,19 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = ()) 
     results += quants
     tree = family_tree(str(Path(quants[0].path).parent) if quants else results[4].path)
     elapsed = time.perf_counter() - started
+    print_table(results, err if as_json else out)  # with --json, stdout carries the JSON only
     if as_json:
         payload = {"stages": [r.__dict__ for r in results], "tree": tree, "elapsed_s": round(elapsed, 1)}
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-    else:
-        print_table(results)
-        base, sft, dpo = (results[i].metrics for i in (1, 2, 3))
-        lift = sft["exact_match/mean"] - base["exact_match/mean"]
-        err.print(f"SFT lifted held-out exact match by {100 * lift:.0f} points over the base (same ChatML prompts)")
-        err.print(f"DPO: held-out reward accuracy {100 * dpo['reward_accuracy']:.0f}%, pair accuracy "
-                  f"{100 * sft['pair_accuracy']:.0f}% → {100 * dpo['pair_accuracy']:.0f}%, exact match "
-                  f"{100 * sft['exact_match/mean']:.1f}% → {100 * dpo['exact_match/mean']:.1f}%")
-        for quant in quants:
-            err.print(f"{quant.stage}: exact match {100 * quant.metrics['exact_match/mean']:.1f}%, perplexity ratio "
-                      f"{quant.metrics['ppl_ratio']:.4f}, {quant.metrics['size_mb']:.1f} MB, {quant.metrics['decode_tok_s']:.0f} tok/s")
-        err.print(f"family tree of the final model: {tree['models']} models → {tree['png']}")
-        err.print(f"done in {elapsed:.0f} s; models are in {Path(results[0].path).parent}")
+    base, sft, dpo = (results[i].metrics for i in (1, 2, 3))
+    lift = sft["exact_match/mean"] - base["exact_match/mean"]
+    err.print(f"SFT lifted held-out exact match by {100 * lift:.0f} points over the base (same ChatML prompts)")
+    err.print(f"DPO: held-out reward accuracy {100 * dpo['reward_accuracy']:.0f}%, pair accuracy "
+              f"{100 * sft['pair_accuracy']:.0f}% → {100 * dpo['pair_accuracy']:.0f}%, exact match "
+              f"{100 * sft['exact_match/mean']:.1f}% → {100 * dpo['exact_match/mean']:.1f}%")
+    for quant in quants:
+        err.print(f"{quant.stage}: exact match {100 * quant.metrics['exact_match/mean']:.1f}%, perplexity ratio "
+                  f"{quant.metrics['ppl_ratio']:.4f}, {quant.metrics['size_mb']:.1f} MB, {quant.metrics['decode_tok_s']:.0f} tok/s")
+    err.print(f"family tree of the final model: {tree['models']} models → {tree['png']}")
+    err.print(f"done in {elapsed:.0f} s; models are in {Path(results[0].path).parent}")
     return results

@@ -205,8 +205,14 @@ def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dic
         metrics = MetricsLog(folder / "metrics.jsonl") if state.is_main_process else None
         stopper = interrupt_callback()
         callbacks = [stopper] + (trainer_callbacks(metrics, "sft") if metrics else [])
+        config = sft_config(recipe, folder, bool(eval_rows), steps_per_epoch)
+        collator = None
+        if recipe.sample_packing and getattr(model.config, "_attn_implementation", "") != "flash_attention_2":
+            from llmcourse.finetune.packing import row_packed_collator
+
+            collator = row_packed_collator(tokenizer.pad_token_id, config.pad_to_multiple_of)
         trainer = SFTTrainer(
-            model=model, args=sft_config(recipe, folder, bool(eval_rows), steps_per_epoch),
+            model=model, args=config, data_collator=collator,
             train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
             processing_class=tokenizer, callbacks=callbacks,
         )

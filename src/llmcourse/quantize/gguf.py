@@ -43,6 +43,15 @@ def intermediate_type(model_dir: Path) -> str:
     return SOURCE_DTYPES.get(dtype, "F16")
 
 
+def imatrix_plan(methods: list[str], imatrix: str | None) -> str:
+    """Where the importance matrix comes from: `file`, `auto` (asked), `needed` (a type requires one), or `none`."""
+    if imatrix not in (None, "auto"):
+        return "file"
+    if imatrix == "auto":
+        return "auto"
+    return "needed" if any(m in IMATRIX_REQUIRED for m in methods) else "none"
+
+
 def gguf_file_name(short_name: str, method: str) -> str:
     """llama.cpp's naming: `name.Q4_K_M.gguf`."""
     return f"{short_name}.{method}.gguf"
@@ -162,13 +171,14 @@ class GgufFormat(QuantFormat):
     def _imatrix(self, section: Any, source: SourceModel, base_file: Path, folder: Path, calibration: Callable[[], Any]) -> dict[str, Any] | None:
         from llmcourse.quantize import imatrix as imatrix_module
 
-        needed = [m for m in section.methods if m in IMATRIX_REQUIRED]
-        if section.imatrix not in (None, "auto"):
+        plan = imatrix_plan(section.methods, section.imatrix)
+        if plan == "file":
             return imatrix_module.read(Path(section.imatrix))
-        if section.imatrix is None and not needed:
+        if plan == "none":
             return None
-        if needed and section.imatrix is None:
-            err.print(f"{', '.join(needed)} need an importance matrix: computing one from the calibration text")
+        if plan == "needed":
+            needed = ", ".join(m for m in section.methods if m in IMATRIX_REQUIRED)
+            err.print(f"{needed} need an importance matrix: computing one from the calibration text")
         arch, blocks = gguf_architecture(base_file)
         names = imatrix_module.gguf_tensor_names(base_file)
         data, counts = imatrix_module.compute(source.local_dir, calibration(), arch, blocks, names)
