@@ -6,13 +6,16 @@ STAMP  := $(VENV)/.install-stamp-$(shell sha256sum pyproject.toml Makefile | sha
 TORCH  ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 
-# llama-cpp-python is published as source only: it is compiled once per machine (about 5 minutes on
-# 2 cores) into a cache outside the checkout, portably: a -march=native build uses instructions
-# (AMX) that some CPUs advertise but cannot run, and multimodal support (llava/mtmd) is left out.
+# llama-cpp-python is published as source only: it is compiled once per machine into a cache outside
+# the checkout, portably (a -march=native build uses instructions, AMX, that some CPUs advertise but
+# cannot run), and with only what the Python bindings load: no multimodal library, no llama.cpp
+# "common" library (see scripts/llama-cpp-bindings-only.cmake). About 3 minutes on 2 cores.
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CPP_SDIST   := llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
-LLAMA_CPP_FLAGS   := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
-LLAMA_CPP_CACHE   ?= $(HOME)/.cache/llmcourse/build/llama-cpp-python-$(LLAMA_CPP_VERSION)-portable
+LLAMA_CPP_HOOK    := $(CURDIR)/scripts/llama-cpp-bindings-only.cmake
+LLAMA_CPP_FLAGS   := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DCMAKE_PROJECT_INCLUDE=$(LLAMA_CPP_HOOK)
+LLAMA_CPP_TAG     := $(shell cat $(LLAMA_CPP_HOOK) | sha256sum | cut -c1-8)
+LLAMA_CPP_CACHE   ?= $(HOME)/.cache/llmcourse/build/llama-cpp-python-$(LLAMA_CPP_VERSION)-portable-$(LLAMA_CPP_TAG)
 GGUF_STAMP        := $(VENV)/.gguf-engine-$(LLAMA_CPP_VERSION)
 NOT_GPU           := not gpu
 

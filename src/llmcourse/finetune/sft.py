@@ -206,16 +206,16 @@ def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dic
         stopper = interrupt_callback()
         callbacks = [stopper] + (trainer_callbacks(metrics, "sft") if metrics else [])
         config = sft_config(recipe, folder, bool(eval_rows), steps_per_epoch)
-        collator = None
-        if recipe.sample_packing and getattr(model.config, "_attn_implementation", "") != "flash_attention_2":
-            from llmcourse.finetune.packing import row_packed_collator
-
-            collator = row_packed_collator(tokenizer.pad_token_id, config.pad_to_multiple_of)
         trainer = SFTTrainer(
-            model=model, args=config, data_collator=collator,
+            model=model, args=config,
             train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
             processing_class=tokenizer, callbacks=callbacks,
         )
+        if recipe.sample_packing and getattr(model.config, "_attn_implementation", "") != "flash_attention_2":
+            from llmcourse.finetune.packing import row_packed_collator
+
+            # TRL refuses a custom collator with its padding-free packing, so it is swapped in afterwards.
+            trainer.data_collator = row_packed_collator(tokenizer.pad_token_id, config.pad_to_multiple_of)
         quiet_trainer(trainer)
         checkpoint = latest_checkpoint(folder) if resume else recipe.resume_from_checkpoint
         try:
