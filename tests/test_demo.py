@@ -53,4 +53,4 @@ def test_demo_prints_a_table_and_reuses_its_stages(demo_report: dict, lab_home: 
     assert "reusing" in result.stderr and "points over the base" in result.stderr
     assert "held-out reward accuracy" in result.stderr
     assert "merge: slerp(SFT, DPO)" in result.stdout and "family tree of the final model: 4 models" in result.stderr
-    assert "GGUF" not in result.stdout
+    assert "GGUF Q8_0 (llama.cpp)" not in result.stdout

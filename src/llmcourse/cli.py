@@ -333,9 +333,13 @@ def demo(
 
 from llmcourse.cli_merge import register as register_merge  # noqa: E402
 from llmcourse.cli_quantize import register as register_quantize  # noqa: E402
+from llmcourse.cli_generate import register as register_generate  # noqa: E402
+from llmcourse.cli_generate import register_serving  # noqa: E402
 
 register_merge(app)
 register_quantize(app)
+register_generate(app)
+register_serving(app)
 
 
 def main() -> None:

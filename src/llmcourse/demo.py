@@ -29,15 +29,30 @@ def folder_size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.glob("*.safetensors")) / 1e6
 
 
+def lab_score(path: Path, prompt_format: str, force: bool = False) -> dict[str, Any]:
+    """`llmcourse lab score` of a lab model, kept beside it so that a rerun of the demo reuses it."""
+    from llmcourse import __version__
+    from llmcourse.labcmd import score
+
+    cached = path / f"lab-score-{prompt_format}.json"
+    if cached.is_file() and not force:
+        saved = json.loads(cached.read_text(encoding="utf-8"))
+        if saved.get("llmcourse") == __version__:
+            return saved["metrics"]
+    metrics = score(str(path), "all", 100, prompt_format, allow_pickle=False)
+    cached.write_text(json.dumps({"llmcourse": __version__, "metrics": metrics}, indent=2) + "\n", encoding="utf-8")
+    return metrics
+
+
 def base_stages(force: bool) -> list[StageResult]:
     """Build or reuse the lab base and measure it with plain Q/A prompts and with ChatML prompts."""
-    from llmcourse.labcmd import build, score
+    from llmcourse.labcmd import build
 
     built = build([], force)
     path = Path(built["path"])
     common = {"size_mb": round(folder_size_mb(path), 2)}
-    plain = score(str(path), "all", 100, "plain", allow_pickle=False)
-    chat = score(str(path), "all", 100, "chat", allow_pickle=False)
+    plain = lab_score(path, "plain", force)
+    chat = lab_score(path, "chat", force)
     return [
         StageResult("base (Q/A prompt)", str(path), {**common, **plain, "loss": built["last_logged_loss"]}),
         StageResult("base (ChatML)", str(path), {**common, **chat}),
@@ -48,7 +63,6 @@ def sft_stage(base: str, force: bool) -> StageResult:
     """Fine-tune the base with the shipped lab SFT recipe (ChatML) and measure it."""
     from llmcourse.cache import run_cached
     from llmcourse.finetune.sft import run as run_sft
-    from llmcourse.labcmd import score
     from llmcourse.recipes.registry import load_command_recipe
 
     recipe = load_command_recipe("sft", "lab/sft", [f"base_model={base}"], None)
@@ -56,7 +70,7 @@ def sft_stage(base: str, force: bool) -> StageResult:
     if not built:
         err.print(f"reusing the SFT model in {path}")
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
-    measured = score(str(path), "all", 100, "chat", allow_pickle=False)
+    measured = lab_score(path, "chat", force)
     metrics = {**measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],
                "tokens_per_second": report["tokens_per_second"]}
     return StageResult("SFT (full)", str(path), metrics)
@@ -66,7 +80,6 @@ def dpo_stage(sft: StageResult, force: bool) -> StageResult:
     """DPO of the SFT model with the shipped lab recipe; held-out pair and reward accuracy, exact match."""
     from llmcourse.cache import run_cached
     from llmcourse.finetune.dpo import run as run_dpo
-    from llmcourse.labcmd import score
     from llmcourse.recipes.registry import load_command_recipe
 
     recipe = load_command_recipe("dpo", "lab/dpo", [f"base_model={sft.path}"], None)
@@ -75,7 +88,7 @@ def dpo_stage(sft: StageResult, force: bool) -> StageResult:
         err.print(f"reusing the DPO model in {path}")
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
     sft.metrics["pair_accuracy"] = report["before/pair_accuracy"]
-    measured = score(str(path), "all", 100, "chat", allow_pickle=False)
+    measured = lab_score(path, "chat", force)
     metrics = {**measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],
                "pair_accuracy": report["pair_accuracy"], "reward_accuracy": report["reward_accuracy"],
                "reward_margin": report["reward_margin"], "dpo_skills": [s.path for s in recipe.datasets]}

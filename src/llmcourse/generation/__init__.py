@@ -1,0 +1,1 @@
+"""Text generation: decoding strategies in a registry, over transformers and llama.cpp."""

@@ -1,0 +1,134 @@
+"""`llmcourse generate` on the lab SFT model: greedy equals transformers token for token, speculative
+decoding returns the greedy answer, seeds repeat samples, and the beam-tree picture is a real PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+from llmcourse.generation.engines import HfEngine
+from llmcourse.generation.strategies import DecodeOptions, get_strategy
+from llmcourse.lab import skills
+
+pytestmark = pytest.mark.slow
+QUESTIONS = [row.question for row in skills.mixed(["parity", "count", "sentiment", "larger"], "heldout", 2)]
+
+
+@pytest.fixture(scope="module")
+def engine(demo_report: dict) -> HfEngine:
+    return HfEngine(demo_report["stages"][2]["path"], draft_model=demo_report["stages"][0]["path"])
+
+
+def test_greedy_equals_transformers_generate_token_for_token(engine: HfEngine) -> None:
+    options = DecodeOptions(max_new_tokens=12)
+    for question in QUESTIONS:
+        ids = engine.prompt_ids(question)
+        ours = engine.generate(ids, get_strategy("greedy"), options)
+        with torch.no_grad():
+            theirs = engine.model.generate(input_ids=torch.tensor([ids]), max_new_tokens=12, do_sample=False,
+                                           eos_token_id=engine.stop_ids, pad_token_id=engine.tokenizer.pad_token_id)
+        expected = theirs[0, len(ids):].tolist()
+        cut = next((i for i, t in enumerate(expected) if t in engine.stop_ids), len(expected))
+        assert ours.token_ids == expected[:cut] and ours.token_ids, question
+        assert ours.seq_logprob < 0
+
+
+def test_speculative_decoding_returns_the_greedy_answer(engine: HfEngine) -> None:
+    options = DecodeOptions(max_new_tokens=12)
+    for question in QUESTIONS:
+        ids = engine.prompt_ids(question)
+        greedy = engine.generate(ids, get_strategy("greedy"), options).token_ids
+        assert engine.generate(ids, get_strategy("speculative"), options).token_ids == greedy, "draft model (the lab base)"
+        lookup = DecodeOptions(max_new_tokens=12, prompt_lookup_tokens=2)
+        engine.draft, saved = None, engine.draft
+        try:
+            assert engine.generate(ids, get_strategy("speculative"), lookup).token_ids == greedy, "prompt lookup"
+        finally:
+            engine.draft = saved
+
+
+def test_sampling_repeats_with_a_seed_and_varies_without(engine: HfEngine) -> None:
+    options = DecodeOptions(max_new_tokens=6, temperature=1.5, top_p=1.0)
+    ids = engine.prompt_ids(QUESTIONS[0])
+    first = engine.generate(ids, get_strategy("top-p"), options, seed=3).token_ids
+    assert engine.generate(ids, get_strategy("top-p"), options, seed=3).token_ids == first
+    others = {tuple(engine.generate(ids, get_strategy("temperature"), options, seed=s).token_ids) for s in range(8)}
+    assert len(others) > 1, "different seeds sample different answers at temperature 1.5"
+
+
+def test_beam_search_is_transformers_beam_search(engine: HfEngine) -> None:
+    options = DecodeOptions(max_new_tokens=8, num_beams=4, length_penalty=1.0)
+    for question in QUESTIONS[:4]:
+        ids = engine.prompt_ids(question)
+        ours = engine.generate(ids, get_strategy("beam"), options)
+        with torch.no_grad():
+            theirs = engine.model.generate(input_ids=torch.tensor([ids]), max_new_tokens=8, num_beams=4, length_penalty=1.0,
+                                           early_stopping=True, do_sample=False, eos_token_id=engine.stop_ids,
+                                           pad_token_id=engine.tokenizer.pad_token_id)[0, len(ids):].tolist()
+        cut = next((i for i, t in enumerate(theirs) if t in engine.stop_ids), len(theirs))
+        assert ours.token_ids == theirs[:cut] and ours.seq_logprob < 0, question
+
+
+def test_compare_and_plot_through_the_cli(demo_report: dict, tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    sft = demo_report["stages"][2]["path"]
+    result = run_cli("generate", sft, "--prompt", QUESTIONS[0], "--compare", "greedy,beam,top-k,top-p,min-p", "--max-new-tokens", "6",
+                     "--plot", str(tmp_path / "beam.png"), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert [r["strategy"] for r in summary["results"]] == ["greedy", "beam", "top-k", "top-p", "min-p"]
+    for picture in (summary["beam_tree"], summary["top_k"]):
+        image = imread(picture)
+        assert image.shape[0] > 400 and image.shape[1] > 600 and image.std() > 0.05, "a real picture, not a blank canvas"
+    table = run_cli("generate", sft, "--prompt", QUESTIONS[0], "--compare", "greedy,top-p", "--max-new-tokens", "4")
+    assert table.returncode == 0 and "decoding strategies compared" in table.stdout and "log-prob" in table.stdout
+
+
+def test_unknown_strategy_is_a_one_line_error(demo_report: dict) -> None:
+    result = run_cli("generate", demo_report["stages"][2]["path"], "--prompt", "hi", "--strategy", "nucleus-ish")
+    assert result.returncode == 2 and "unknown decoding strategy" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_chat_streams_answers_keeps_history_and_saves(engine: HfEngine, demo_report: dict, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    sft = demo_report["stages"][2]["path"]
+    script = f"{QUESTIONS[0]}\n{QUESTIONS[1]}\n/save {tmp_path / 'two.json'}\n/reset\n/save {tmp_path / 'none.json'}\n/quit\n"
+    result = subprocess.run([sys.executable, "-m", "llmcourse", "chat", sft, "--strategy", "greedy", "--max-new-tokens", "8"],
+                            input=script, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("assistant> ") == 2
+    messages = json.loads((tmp_path / "two.json").read_text())["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    first = engine.generate(engine.prompt_ids(QUESTIONS[0]), get_strategy("greedy"), DecodeOptions(max_new_tokens=8)).text
+    assert messages[1]["content"] == first.strip(), "the first turn is the greedy answer"
+    assert json.loads((tmp_path / "none.json").read_text())["messages"] == []
+
+
+@pytest.mark.gguf
+def test_gguf_greedy_and_speculative_through_llama_cpp(demo_report: dict) -> None:
+    from llmcourse.errors import UserError
+    from llmcourse.generation.engines import GgufEngine
+
+    q8 = GgufEngine(next(s["path"] for s in demo_report["stages"] if s["stage"].startswith("GGUF Q8_0")))
+    engine = HfEngine(demo_report["stages"][4]["path"])  # the merge those GGUF files were made from
+    options = DecodeOptions(max_new_tokens=8)
+    agree = 0
+    for question in QUESTIONS:
+        ids = q8.prompt_ids(question)
+        assert ids == engine.prompt_ids(question), "llama.cpp renders and tokenizes the chat prompt as transformers does"
+        greedy = q8.generate(ids, get_strategy("greedy"), options)
+        assert q8.generate(ids, get_strategy("speculative"), options).token_ids == greedy.token_ids
+        agree += greedy.token_ids == engine.generate(ids, get_strategy("greedy"), options).token_ids
+        assert "".join(q8.stream(ids, get_strategy("greedy"), options)) == greedy.text
+    assert agree >= len(QUESTIONS) - 1, "Q8_0 answers like the float model"
+    with pytest.raises(UserError, match="not available for GGUF"):
+        q8.generate(q8.prompt_ids("x"), get_strategy("beam"), options)
