@@ -78,15 +78,13 @@ def test_compare_and_plot_through_the_cli(demo_report: dict, tmp_path: Path) -> 
 
     sft = demo_report["stages"][2]["path"]
     result = run_cli("generate", sft, "--prompt", QUESTIONS[0], "--compare", "greedy,beam,top-k,top-p,min-p", "--max-new-tokens", "6",
-                     "--plot", str(tmp_path / "beam.png"), "--json")
+                     "--plot", str(tmp_path / "beam.png"))
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    assert [r["strategy"] for r in summary["results"]] == ["greedy", "beam", "top-k", "top-p", "min-p"]
-    for picture in (summary["beam_tree"], summary["top_k"]):
+    assert "decoding strategies compared" in result.stdout and "log-prob" in result.stdout
+    assert all(name in result.stdout for name in ("greedy", "beam", "top-k", "top-p", "min-p"))
+    for picture in (tmp_path / "beam.png", tmp_path / "beam-topk.png"):
         image = imread(picture)
         assert image.shape[0] > 400 and image.shape[1] > 600 and image.std() > 0.05, "a real picture, not a blank canvas"
-    table = run_cli("generate", sft, "--prompt", QUESTIONS[0], "--compare", "greedy,top-p", "--max-new-tokens", "4")
-    assert table.returncode == 0 and "decoding strategies compared" in table.stdout and "log-prob" in table.stdout
 
 
 def test_unknown_strategy_is_a_one_line_error(demo_report: dict) -> None:
