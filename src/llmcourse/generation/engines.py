@@ -124,15 +124,6 @@ class HfEngine:
         logp = torch.log_softmax(logits[len(ids) - 1 : -1], dim=-1)
         return float(logp[torch.arange(len(new)), torch.tensor(new)].sum())
 
-    def top_tokens(self, ids: list[int], k: int) -> list[tuple[str, float]]:
-        """The k most likely next tokens after `ids`, with their probabilities."""
-        import torch
-
-        with torch.no_grad():
-            probs = torch.softmax(self.model(input_ids=torch.tensor([ids], device=self.model.device)).logits[0, -1].float(), -1)
-        values, indices = probs.topk(k)
-        return [(self.tokenizer.decode([int(i)]), float(v)) for v, i in zip(values, indices)]
-
     def stream(self, ids: list[int], strategy: Strategy, options: DecodeOptions, seed: int = 0) -> Iterator[str]:
         """Yield text pieces as they are generated (a background thread runs `generate`)."""
         import threading

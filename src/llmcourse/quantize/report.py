@@ -95,10 +95,8 @@ class GgufScorer:
         self.llm.close()
 
 
-def scorer_for(output: QuantOutput | None, source_path: str, context: int) -> Any:
-    """The scorer that loads `output` the way its users will (the source when `output` is None)."""
-    if output is None:
-        return HfScorer(source_path)
+def scorer_for(output: QuantOutput, context: int) -> Any:
+    """The scorer that loads `output` the way its users will: llama.cpp for GGUF, transformers otherwise."""
     if output.loader == "gguf":
         return GgufScorer(str(output.path), context)
     return HfScorer(str(output.path))
@@ -155,7 +153,7 @@ def measure(output: QuantOutput, reference: Reference, parameters: int) -> dict[
     import numpy as np
 
     blocks = reference.blocks
-    scorer = scorer_for(output, "", blocks.ids.shape[1])
+    scorer = scorer_for(output, blocks.ids.shape[1])
     nll, count, kl, agree = 0.0, 0, 0.0, 0
     for index, block in enumerate(_lists(blocks.ids)):
         logits = scorer.logits(block)
