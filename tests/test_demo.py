@@ -47,10 +47,27 @@ def test_family_tree_of_the_final_model_reaches_the_base(demo_report: dict) -> N
 
 
 def test_demo_prints_a_table_and_reuses_its_stages(demo_report: dict, lab_home: Path) -> None:
-    result = run_cli("demo", "--skip", "gguf", env={"LLMCOURSE_HOME": str(lab_home)})
+    result = run_cli("demo", "--skip", "gguf", "--skip", "generate", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
     assert "llmcourse demo" in result.stdout and "base (Q/A prompt)" in result.stdout and "SFT" in result.stdout and "DPO" in result.stdout
     assert "reusing" in result.stderr and "points over the base" in result.stderr
     assert "held-out reward accuracy" in result.stderr
     assert "merge: slerp(SFT, DPO)" in result.stdout and "family tree of the final model: 4 models" in result.stderr
-    assert "GGUF Q8_0 (llama.cpp)" not in result.stdout
+    assert "GGUF Q8_0 (llama.cpp)" not in result.stdout and "generate (final model)" not in result.stderr
+
+
+def test_demo_ends_by_generating_from_the_final_model(demo_report: dict) -> None:
+    from PIL import Image
+
+    generation, final = demo_report["generation"], demo_report["stages"][4]
+    from llmcourse.generation.engines import HfEngine
+    from llmcourse.generation.strategies import DecodeOptions, get_strategy
+
+    engine = HfEngine(final["path"])
+    expected = engine.generate(engine.prompt_ids(generation["question"]), get_strategy("greedy"), DecodeOptions(max_new_tokens=24))
+    assert generation["greedy"] == expected.text and generation["top_p"].strip()
+    assert generation["hf_decode_tok_s"] > 0
+    with Image.open(generation["beam_tree"]) as picture:
+        assert picture.size[0] > 400 and len(set(picture.convert("L").getdata())) > 10
+    assert Path(generation["top_k"]).stat().st_size > 10_000
+    assert "generate (final model)" in demo_report["stderr"] and "beam-search tree" in demo_report["stderr"]

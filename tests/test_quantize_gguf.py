@@ -194,3 +194,6 @@ def test_demo_adds_gguf_rows_and_the_tree_reaches_the_quants(demo_report: dict) 
     assert tree["models"] == 5 and tree["generations"] == 5 and tree["unreachable"] == 0
     printed = demo_report["stderr"]  # with --json the table goes to stderr
     assert "GGUF Q4_K_M (llama.cpp)" in printed and "GGUF Q8_0 (llama.cpp): exact match" in printed
+    generation = demo_report["generation"]
+    assert generation["gguf_greedy"].strip() and generation["gguf_decode_tok_s"] > 0 and generation["hf_decode_tok_s"] > 0
+    assert "llama.cpp Q4_K_M" in printed and "Q4_K_M greedy" in printed

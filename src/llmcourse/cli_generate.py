@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from llmcourse.cli_options import AllowPickle, Debug, Json
+from llmcourse.cli_options import AllowPickle, Debug, Json, Overwrite
 from llmcourse.cli_support import guarded
 
 
@@ -54,21 +54,12 @@ def generate(
         engine = open_engine(model, allow_pickle, draft_model if "speculative" in names else None)
         ids = engine.prompt_ids(prompt, raw=raw, system=system)
         results = [engine.generate(ids, s, options, seed) for s in strategies]
-        pictures = _plots(engine, ids, num_beams, plot) if plot is not None else {}
+        from llmcourse.generation.plots import decoding_pictures
+
+        pictures = decoding_pictures(engine, ids, num_beams, plot) if plot is not None else {}
         _show(results, json_out, pictures)
 
     guarded(debug, action)
-
-
-def _plots(engine: Any, ids: list[int], beams: int, target: Path) -> dict[str, str]:
-    from llmcourse.generation.plots import beam_tree, draw_beam_tree, draw_top_k
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nodes, path = beam_tree(engine, ids, beams=min(beams, 4), steps=5)
-    tree = draw_beam_tree(nodes, path, target, f"beam search ({min(beams, 4)} beams, 5 steps): {Path(engine.name).name}")
-    bars = draw_top_k(engine, ids, steps=8, k=6, target=target.with_name(target.stem + "-topk.png"),
-                      title="top-6 next-token probabilities along the greedy path")
-    return {"beam_tree": str(tree), "top_k": str(bars)}
 
 
 def _show(results: list[Any], as_json: bool, pictures: dict[str, str]) -> None:
@@ -162,6 +153,63 @@ def serve(
     guarded(debug, action)
 
 
+def space(
+    model: Annotated[str, typer.Argument(help="HF folder, hub id, LoRA adapter folder or .gguf file.", show_default=False)],
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Where to write the Space (default: NAME-space beside a local model).")] = None,
+    model_id: Annotated[Optional[str], typer.Option("--model-id", help="Hub id the Space loads instead of a local path (needed with --push).")] = None,
+    gguf_file: Annotated[Optional[str], typer.Option("--gguf-file", help="File to load from a hub GGUF repo.")] = None,
+    title: Annotated[Optional[str], typer.Option("--title", help="Space title (default: the model's name).")] = None,
+    emoji: Annotated[str, typer.Option("--emoji")] = "💬",
+    color_from: Annotated[str, typer.Option("--color-from", help="red, yellow, green, blue, indigo, purple, pink, gray.")] = "indigo",
+    color_to: Annotated[str, typer.Option("--color-to")] = "blue",
+    license_name: Annotated[Optional[str], typer.Option("--license", help="Default: the model card's license.")] = None,
+    description: Annotated[str, typer.Option("--description")] = "",
+    system: Annotated[str, typer.Option("--system", help="Default system prompt.")] = "",
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 256,
+    launch: Annotated[bool, typer.Option("--launch", help="Run the app here after writing it.")] = False,
+    host: Annotated[str, typer.Option("--host", help="Address --launch binds.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 7860,
+    push: Annotated[Optional[str], typer.Option("--push", help="Create (or update) this hub Space, e.g. you/my-chat.")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Make the pushed Space private.")] = False,
+    overwrite: Overwrite = False,
+    allow_pickle: AllowPickle = False,
+    debug: Debug = False,
+) -> None:
+    """Write a Gradio chat Space for a model (app.py, requirements.txt, README front matter); --launch, --push."""
+
+    def action() -> None:
+        import importlib.util
+
+        from llmcourse.console import err
+        from llmcourse.errors import UserError
+        from llmcourse.outputs import atomic_output, check_output_free
+        from llmcourse.serving import space as spaces
+
+        resolved = spaces.resolve_model(model, model_id, gguf_file, allow_pickle)
+        name = title or resolved.name
+        spaces.check_front_matter(emoji, color_from, color_to, name)
+        if push and resolved.local:
+            raise UserError(f"a Space cannot read {model} from this machine",
+                            hint="upload the model first and pass its hub id with --model-id")
+        if launch and importlib.util.find_spec("gradio") is None:
+            raise UserError("--launch needs gradio", hint="pip install 'llmcourse[space]'")
+        local = Path(model).expanduser()
+        target = output_dir or ((local.parent if local.exists() else Path.cwd()) / f"{resolved.name}-space")
+        check_output_free(target, overwrite)
+        license_value = license_name or spaces.card_license(model)
+        with atomic_output(target, overwrite) as folder:
+            spaces.write_space(folder, resolved, name, emoji, color_from, color_to, license_value, description, system, max_new_tokens)
+        err.print(f"Space written to {target} (app.py, requirements.txt, README.md)")
+        if push:
+            err.print(f"pushed: {spaces.push_space(target, push, private)}")
+        if launch:
+            err.print(f"launching on http://{host}:{port} (Ctrl-C stops it)")
+            spaces.launch(target, host, port)
+
+    guarded(debug, action)
+
+
 def register_serving(app: typer.Typer) -> None:
-    """Add the serving command to the main app."""
+    """Add the serving commands to the main app."""
     app.command(rich_help_panel="Generate and serve")(serve)
+    app.command(rich_help_panel="Generate and serve")(space)

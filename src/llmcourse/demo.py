@@ -151,10 +151,15 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = ()) 
     quants = [] if "gguf" in skip else quant_stages(results[-1], force)
     results += quants
     tree = family_tree(str(Path(quants[0].path).parent) if quants else results[4].path)
+    generation: dict[str, Any] = {}
+    if "generate" not in skip:
+        from llmcourse.demo_generate import generation_stage
+
+        generation = generation_stage(results[4], quants)
     elapsed = time.perf_counter() - started
     print_table(results, err if as_json else out)  # with --json, stdout carries the JSON only
     if as_json:
-        payload = {"stages": [r.__dict__ for r in results], "tree": tree, "elapsed_s": round(elapsed, 1)}
+        payload = {"stages": [r.__dict__ for r in results], "tree": tree, "generation": generation, "elapsed_s": round(elapsed, 1)}
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     base, sft, dpo = (results[i].metrics for i in (1, 2, 3))
     lift = sft["exact_match/mean"] - base["exact_match/mean"]
@@ -166,5 +171,9 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = ()) 
         err.print(f"{quant.stage}: exact match {100 * quant.metrics['exact_match/mean']:.1f}%, perplexity ratio "
                   f"{quant.metrics['ppl_ratio']:.4f}, {quant.metrics['size_mb']:.1f} MB, {quant.metrics['decode_tok_s']:.0f} tok/s")
     err.print(f"family tree of the final model: {tree['models']} models → {tree['png']}")
+    if generation:
+        from llmcourse.demo_generate import print_generation
+
+        print_generation(generation)
     err.print(f"done in {elapsed:.0f} s; models are in {Path(results[0].path).parent}")
     return results

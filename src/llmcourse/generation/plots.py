@@ -121,3 +121,14 @@ def draw_top_k(engine: Any, ids: list[int], steps: int, k: int, target: Path, ti
     figure.savefig(target)
     plt.close(figure)
     return target
+
+
+def decoding_pictures(engine: Any, ids: list[int], beams: int, target: Path) -> dict[str, str]:
+    """The course's two pictures for one prompt: the beam-search tree at `target` and the top-k bars
+    along the greedy path beside it (NAME-topk.png)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nodes, path = beam_tree(engine, ids, beams=min(beams, 4), steps=5)
+    tree = draw_beam_tree(nodes, path, target, f"beam search ({min(beams, 4)} beams, 5 steps): {Path(engine.name).name}")
+    bars = draw_top_k(engine, ids, steps=8, k=6, target=target.with_name(target.stem + "-topk.png"),
+                      title="top-6 next-token probabilities along the greedy path")
+    return {"beam_tree": str(tree), "top_k": str(bars)}
