@@ -335,11 +335,13 @@ from llmcourse.cli_merge import register as register_merge  # noqa: E402
 from llmcourse.cli_quantize import register as register_quantize  # noqa: E402
 from llmcourse.cli_generate import register as register_generate  # noqa: E402
 from llmcourse.cli_generate import register_serving  # noqa: E402
+from llmcourse.cli_eval import register as register_eval  # noqa: E402
 
 register_merge(app)
 register_quantize(app)
 register_generate(app)
 register_serving(app)
+register_eval(app)
 
 
 def main() -> None:

@@ -48,6 +48,14 @@ def messages_for(prompt: str, system: str | None) -> list[dict[str, str]]:
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
 
 
+def render_chat(template: str, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """A conversation rendered with a GGUF file's Jinja chat template (sandboxed, as transformers does)."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment().from_string(template).render(
+        messages=messages, add_generation_prompt=add_generation_prompt, bos_token="", eos_token="")
+
+
 def open_engine(model: str, allow_pickle: bool = False, draft_model: str | None = None) -> "HfEngine | GgufEngine":
     """The engine that runs `model`: llama.cpp for a `.gguf` file, transformers for everything else."""
     if model.endswith(".gguf"):
@@ -162,11 +170,8 @@ class GgufEngine:
         """Token ids of the prompt, through the GGUF's own chat template unless `raw`."""
         if raw or not self.chat_template:
             return self.llm.tokenize(prompt.encode(), add_bos=True, special=False)
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
         conversation = (history or []) + messages_for(prompt, system if not history else None)
-        text = ImmutableSandboxedEnvironment().from_string(self.chat_template).render(
-            messages=conversation, add_generation_prompt=True, bos_token="", eos_token="")
+        text = render_chat(self.chat_template, conversation)
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
 
     def _tokens(self, ids: list[int], strategy: Strategy, options: DecodeOptions, seed: int, ended: list[int]) -> Iterator[int]:

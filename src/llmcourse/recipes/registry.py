@@ -25,6 +25,7 @@ register_recipe("sft", "llmcourse.recipes.sft:SftRecipe")
 register_recipe("dpo", "llmcourse.recipes.dpo:DpoRecipe")
 register_recipe("orpo", "llmcourse.recipes.dpo:DpoRecipe")
 register_recipe("quantize", "llmcourse.recipes.quantize:QuantizeRecipe")
+register_recipe("eval", "llmcourse.recipes.eval:EvalRecipe")
 
 
 def recipe_model(command: str) -> Any:

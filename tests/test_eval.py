@@ -1,0 +1,133 @@
+"""`llmcourse eval`: the lab suite through lm-eval on three lab models (one comparison report, and
+the same numbers as calling lm-eval directly), an adapter scored exactly like its merged model,
+a GGUF file scored through llama.cpp, and bad inputs stopped before any weight loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import run_cli
+from llmcourse.cli import app
+
+LIMIT = "10"
+
+
+@pytest.fixture(scope="module")
+def three_models(demo_report: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    stages = demo_report["stages"]
+    out = tmp_path_factory.mktemp("eval") / "lab"
+    result = run_cli("eval", stages[0]["path"], stages[2]["path"], stages[3]["path"], "--suite", "lab", "--limit", LIMIT,
+                     "--perplexity", "lab", "--log-samples", "-o", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    return {"summary": json.loads(result.stdout), "out": out, "stderr": result.stderr, "paths": [stages[i]["path"] for i in (0, 2, 3)]}
+
+
+@pytest.mark.slow
+def test_three_lab_models_compared_in_one_report(three_models: dict) -> None:
+    boards = {Path(p).name: b for p, b in zip(three_models["paths"], three_models["summary"]["models"])}
+    base, sft, dpo = (boards[Path(p).name] for p in three_models["paths"])
+    assert sft["scores"]["exact match"] >= base["scores"]["exact match"] + 0.4, "SFT teaches the skills the base cannot answer in chat"
+    assert dpo["scores"]["choice"] >= 0.6 and 0 <= base["scores"]["average"] < sft["scores"]["average"]
+    assert base["word_perplexity"] < sft["word_perplexity"], "the chat fine-tune forgets plain text"
+    report = (three_models["out"] / "report.md").read_text()
+    assert report.count("\n## ") == 3 and "| model | exact match | choice | average | word ppl | time |" in report
+    assert "**" in report, "the best value per column is marked"
+    for board in (base, sft, dpo):
+        folder = three_models["out"] / board["model"]
+        results = json.loads((folder / "results.json").read_text())
+        assert set(results["results"]) >= {"lab_parity", "lab_parity_mc", "perplexity_lab"} and results["n-samples"]["lab_count"]["effective"] == int(LIMIT)
+        assert len((folder / "samples_lab_parity.jsonl").read_text().splitlines()) == int(LIMIT)
+    assert "llmcourse eval — lab" in three_models["stderr"], "with --json the table goes to stderr"
+
+
+@pytest.mark.slow
+def test_lab_scores_equal_lm_eval_run_directly(three_models: dict) -> None:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from llmcourse.evaluate.lab_tasks import lab_tasks_folder
+
+    sft = three_models["paths"][1]
+    ours = json.loads((three_models["out"] / Path(sft).name / "results.json").read_text())["results"]
+    names = ["lab_parity", "lab_count_mc", "lab_larger"]
+    theirs = lm_eval.simple_evaluate(model="hf", model_args={"pretrained": sft, "dtype": "float32"}, device="cpu", batch_size=16,
+                                     tasks=names, limit=int(LIMIT), apply_chat_template=True, bootstrap_iters=1000,
+                                     task_manager=TaskManager(include_path=str(lab_tasks_folder()), include_defaults=False))["results"]
+    for name in names:
+        metrics = {k: v for k, v in theirs[name].items() if "," in k}
+        assert metrics and all(ours[name][k] == pytest.approx(v, abs=1e-12) for k, v in metrics.items()), name
+
+
+@pytest.mark.slow
+def test_adapter_scores_exactly_like_its_merged_model(demo_report: dict, tmp_path: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    sft = demo_report["stages"][2]["path"]
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(sft, dtype=torch.float32),
+                           LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    tokenizer = AutoTokenizer.from_pretrained(sft)
+    model.save_pretrained(tmp_path / "adapter")
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    model.merge_and_unload().save_pretrained(tmp_path / "merged")
+    tokenizer.save_pretrained(tmp_path / "merged")
+    result = run_cli("eval", str(tmp_path / "adapter"), str(tmp_path / "merged"), "--tasks", "lab_parity,lab_sentiment_mc",
+                     "--limit", LIMIT, "-o", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    adapter, merged = json.loads(result.stdout)["models"]
+    assert adapter["model"] == "adapter" and [r["value"] for r in adapter["tasks"]] == [r["value"] for r in merged["tasks"]]
+    config = json.loads((tmp_path / "out" / "adapter" / "results.json").read_text())["config"]["llmcourse"]
+    assert config["backend"] == "hf" and config["model_args"]["peft"] == str(tmp_path / "adapter")
+
+
+def eval_in_process(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["eval", *args])
+    return result.exit_code, result.output
+
+
+def test_bad_inputs_are_one_line_errors_before_loading(demo_report: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sft = demo_report["stages"][2]["path"]
+    code, output = eval_in_process(sft, "--tasks", "lab_parityy", "-o", str(tmp_path / "a"))
+    assert code == 2 and "unknown task 'lab_parityy'" in output and "lab_parity" in output
+    code, output = eval_in_process(str(tmp_path / "nowhere"), "--suite", "lab", "-o", str(tmp_path / "a"))
+    assert code == 2 and "not found" in output
+    code, output = eval_in_process(sft, "--suite", "openllm", "-o", str(tmp_path / "a"))
+    assert code == 2 and "data cannot be loaded" in output and "HF_HUB_OFFLINE" in output, output
+    code, output = eval_in_process(sft, "--suite", "lab", "--batch-size", "many", "-o", str(tmp_path / "a"))
+    assert code == 2 and "batch_size" in output
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    code, output = eval_in_process(sft, "--suite", "lab", "--gist", "-o", str(tmp_path / "a"))
+    assert code == 2 and "GITHUB_TOKEN" in output
+    assert "Traceback" not in output and not (tmp_path / "a").exists()
+
+
+def test_gist_is_secret_unless_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmcourse.evaluate import report
+
+    sent: list[dict] = []
+    monkeypatch.setattr(report, "post_json", lambda url, payload, token: sent.append({"url": url, **payload}) or {"html_url": "https://gist.example/1"})
+    assert report.publish_gist("# r", private=True, token="t") == "https://gist.example/1"
+    report.publish_gist("# r", private=False, token="t")
+    assert [s["public"] for s in sent] == [False, True] and sent[0]["files"]["report.md"]["content"] == "# r"
+    assert sent[0]["url"] == "https://api.github.com/gists"
+
+
+@pytest.mark.gguf
+@pytest.mark.slow
+def test_gguf_file_is_scored_through_llama_cpp_like_its_source(demo_report: dict, tmp_path: Path) -> None:
+    stages = demo_report["stages"]
+    q8 = next(s["path"] for s in stages if s["stage"].startswith("GGUF Q8_0"))
+    result = run_cli("eval", stages[4]["path"], q8, "--tasks", "lab_parity,lab_sentiment_mc,lab_count", "--limit", LIMIT,
+                     "--perplexity", "lab", "-o", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    merge, gguf = json.loads(result.stdout)["models"]
+    assert gguf["model"].endswith(".Q8_0.gguf")
+    for ours, theirs in zip(merge["tasks"], gguf["tasks"]):
+        assert ours["task"] == theirs["task"] and abs(ours["value"] - theirs["value"]) <= 0.1 * max(1.0, ours["value"]), (ours, theirs)
+    assert gguf["word_perplexity"] == pytest.approx(merge["word_perplexity"], rel=0.05)
