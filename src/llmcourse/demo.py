@@ -30,18 +30,31 @@ def folder_size_mb(path: Path) -> float:
 
 
 def lab_score(path: Path, prompt_format: str, force: bool = False) -> dict[str, Any]:
-    """`llmcourse lab score` of a lab model, kept beside it so that a rerun of the demo reuses it."""
+    """A lab model's held-out scores, kept beside it so that a rerun of the demo reuses them: chat
+    models through `llmcourse eval` (lm-eval), the base (asked in plain Q/A, or in ChatML it was
+    never given) through `llmcourse lab score`."""
     from llmcourse import __version__
-    from llmcourse.labcmd import score
 
     cached = path / f"lab-score-{prompt_format}.json"
     if cached.is_file() and not force:
         saved = json.loads(cached.read_text(encoding="utf-8"))
         if saved.get("llmcourse") == __version__:
             return saved["metrics"]
-    metrics = score(str(path), "all", 100, prompt_format, allow_pickle=False)
+    if prompt_format == "chat" and _has_chat_template(path):
+        from llmcourse.demo_eval import chat_model_scores
+
+        metrics = chat_model_scores(path)
+    else:
+        from llmcourse.labcmd import score
+
+        metrics = score(str(path), "all", 100, prompt_format, allow_pickle=False)
     cached.write_text(json.dumps({"llmcourse": __version__, "metrics": metrics}, indent=2) + "\n", encoding="utf-8")
     return metrics
+
+
+def _has_chat_template(path: Path) -> bool:
+    config = path / "tokenizer_config.json"
+    return (path / "chat_template.jinja").is_file() or (config.is_file() and "chat_template" in json.loads(config.read_text(encoding="utf-8")))
 
 
 def base_stages(force: bool) -> list[StageResult]:
@@ -105,7 +118,8 @@ def print_table(results: list[StageResult], console: Any = None) -> None:
     params = next((r.metrics["parameters"] for r in results if r.metrics.get("parameters")), 0)
     table = Table(
         title=f"llmcourse demo — the lab model ({params / 1e6:.2f} M parameters) at each stage",
-        caption="held-out exact match per skill; pair acc: held-out preference pairs whose chosen answer is more likely; "
+        caption="held-out exact match per skill (chat models: `llmcourse eval`, lm-eval on the lab tasks; the base: "
+        "`llmcourse lab score`); pair acc: held-out preference pairs whose chosen answer is more likely; "
         "rwd acc: pairs whose DPO reward margin (vs the SFT model) is > 0; perplexity on held-out plain lab text "
         "(a chat fine-tune forgets plain text: that is what this column shows); ppl ×: GGUF perplexity on held-out "
         "answers ÷ the merge's; weight size; greedy decode tokens/s; last training loss",

@@ -1,5 +1,6 @@
 """The demo's quantization stage: the final lab model as Q8_0 and Q4_K_M GGUF files, each scored
-through llama.cpp alone (its tokenizer, its greedy decoding) on the held-out lab skills."""
+on the held-out lab skills by `llmcourse eval` through llama.cpp alone (its tokenizer, its chat
+template, its greedy decoding)."""
 
 from __future__ import annotations
 
@@ -10,39 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from llmcourse.console import err
-from llmcourse.lab import skills as lab_skills
 
 DEMO_QUANTS = ("Q8_0", "Q4_K_M")
-
-
-def gguf_exact_match(gguf_file: str, tokenizer: Any, count: int = 100, max_new_tokens: int = 8) -> dict[str, float]:
-    """Held-out exact match per skill, greedy-decoded by llama.cpp from the ChatML prompt."""
-    from llama_cpp import Llama
-
-    from llmcourse.lab.scoring import build_prompt, clean_answer
-
-    llm = Llama(model_path=gguf_file, n_ctx=256, n_batch=256, logits_all=True, verbose=False)
-    stops = {llm.token_eos(), *llm.tokenize(b"<|im_end|>", add_bos=False, special=True)}
-    scores: dict[str, float] = {}
-    for name in lab_skills.SKILLS:
-        rows = lab_skills.examples(name, "heldout", count)
-        correct = 0
-        for example in rows:
-            prompt = build_prompt(tokenizer, example.question, "chat")
-            llm.reset()
-            llm.eval(llm.tokenize(prompt.encode(), add_bos=False, special=True))
-            answer: list[int] = []
-            for _ in range(max_new_tokens):
-                token = int(llm.scores[llm.n_tokens - 1].argmax())
-                if token in stops:
-                    break
-                answer.append(token)
-                llm.eval([token])
-            correct += clean_answer(llm.detokenize(answer).decode("utf-8", errors="replace")) == example.answer
-        scores[f"exact_match/{name}"] = correct / len(rows)
-    llm.close()
-    scores["exact_match/mean"] = sum(scores.values()) / len(lab_skills.SKILLS)
-    return scores
 
 
 def quant_stages(final: Any, force: bool) -> list[Any]:
@@ -53,7 +23,7 @@ def quant_stages(final: Any, force: bool) -> list[Any]:
         err.print("[yellow]skipping the GGUF stage: llama-cpp-python is not installed[/] (make install builds it)")
         return []
     from llmcourse.cache import llmcourse_home
-    from llmcourse.modelio import load_tokenizer
+    from llmcourse.demo_eval import eval_exact_match
     from llmcourse.quantize.run import run
     from llmcourse.recipes.quantize import QuantizeRecipe
 
@@ -66,7 +36,6 @@ def quant_stages(final: Any, force: bool) -> list[Any]:
     else:
         err.print(f"reusing the GGUF files in {folder}")
     rows = {row["method"]: row for row in json.loads((folder / "report.json").read_text(encoding="utf-8"))["rows"]}
-    tokenizer = load_tokenizer(final.path)
     stages = []
     for method in DEMO_QUANTS:
         row = rows[method]
@@ -74,7 +43,7 @@ def quant_stages(final: Any, force: bool) -> list[Any]:
         if cached.is_file() and not force:
             measured = json.loads(cached.read_text(encoding="utf-8"))
         else:
-            measured = gguf_exact_match(row["path"], tokenizer)
+            measured = eval_exact_match(row["path"], folder / f"eval-lab-{method}")
             cached.write_text(json.dumps(measured, indent=2) + "\n", encoding="utf-8")
         stages.append(StageResult(f"GGUF {method} (llama.cpp)", row["path"], {
             **measured, "size_mb": round(row["size_mb"], 2), "ppl_ratio": round(row["ppl_ratio"], 4),

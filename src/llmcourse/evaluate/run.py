@@ -159,7 +159,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def run(recipe: Any, overwrite: bool = False, table_to_stderr: bool = False) -> dict[str, Any]:
+def run(recipe: Any, overwrite: bool = False, table_to_stderr: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Evaluate every model, write results and the report, print the tables; returns the summary."""
     from llmcourse.evaluate import report
     from llmcourse.modelio import pick_device
@@ -175,13 +175,15 @@ def run(recipe: Any, overwrite: bool = False, table_to_stderr: bool = False) -> 
             _write_model_results(folder / model.label, results)
             board = report.leaderboard_row(model.label, plan.suite, results, plan.perplexity_task, seconds)
             boards.append(board)
-            report.print_tasks(model.label, results)
+            if not quiet:
+                report.print_tasks(model.label, results)
         markdown = report.markdown(plan.suite, boards, folder)
         (folder / "report.md").write_text(markdown, encoding="utf-8")
         summary = {"suite": plan.suite.name, "output_dir": str(plan.output), "models": boards}
         (folder / "report.json").write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n", encoding="utf-8")
         write_run_record(folder, "eval", recipe.model_dump(), {"models": [b["model"] for b in boards]})
-    report.print_comparison(plan.suite, boards, err if table_to_stderr else None)
+    if not quiet:
+        report.print_comparison(plan.suite, boards, err if table_to_stderr else None)
     if recipe.gist:
         summary["gist"] = report.publish_gist(markdown, recipe.private, os.environ["GITHUB_TOKEN"])
         err.print(f"gist: {summary['gist']}")

@@ -32,6 +32,11 @@ class EvalRecipe(CommandRecipe):
             raise ValueError("an integer or `auto`")
         return int(value) if isinstance(value, str) and value.isdigit() else value
 
+    @field_validator("limit")
+    @classmethod
+    def _whole(cls, value: float | None) -> float | int | None:
+        return int(value) if value is not None and value >= 1 and float(value).is_integer() else value
+
     @field_validator("tasks")
     @classmethod
     def _strip(cls, tasks: list[str]) -> list[str]:
