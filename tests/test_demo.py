@@ -68,6 +68,7 @@ def test_demo_ends_by_generating_from_the_final_model(demo_report: dict) -> None
     assert generation["greedy"] == expected.text and generation["top_p"].strip()
     assert generation["hf_decode_tok_s"] > 0
     with Image.open(generation["beam_tree"]) as picture:
-        assert picture.size[0] > 400 and len(set(picture.convert("L").getdata())) > 10
+        low, high = picture.convert("L").getextrema()
+        assert picture.size[0] > 400 and high - low > 100, "a drawing, not a blank page"
     assert Path(generation["top_k"]).stat().st_size > 10_000
     assert "generate (final model)" in demo_report["stderr"] and "beam-search tree" in demo_report["stderr"]

@@ -1,6 +1,7 @@
-"""`llmcourse eval`: the lab suite through lm-eval on three lab models (one comparison report, and
-the same numbers as calling lm-eval directly), an adapter scored exactly like its merged model,
-a GGUF file scored through llama.cpp, and bad inputs stopped before any weight loads."""
+"""`llmcourse eval`: the lab suite through lm-eval on three lab models — the SFT model, a LoRA
+adapter on it and that adapter merged — in one comparison report; the adapter scores exactly like
+its merged model, the numbers equal calling lm-eval directly, a GGUF file is scored through
+llama.cpp like its source, and bad inputs stop before any weight loads."""
 
 from __future__ import annotations
 
@@ -18,30 +19,52 @@ LIMIT = "10"
 
 @pytest.fixture(scope="module")
 def three_models(demo_report: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    stages = demo_report["stages"]
-    out = tmp_path_factory.mktemp("eval") / "lab"
-    result = run_cli("eval", stages[0]["path"], stages[2]["path"], stages[3]["path"], "--suite", "lab", "--limit", LIMIT,
-                     "--perplexity", "lab", "--log-samples", "-o", str(out), "--json")
+    """The lab SFT model, a LoRA adapter on it (random, not trained) and that adapter merged, in one run."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    sft = demo_report["stages"][2]["path"]
+    work = tmp_path_factory.mktemp("eval")
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(sft, dtype=torch.float32),
+                           LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    tokenizer = AutoTokenizer.from_pretrained(sft)
+    model.save_pretrained(work / "adapter")
+    tokenizer.save_pretrained(work / "adapter")
+    model.merge_and_unload().save_pretrained(work / "merged")
+    tokenizer.save_pretrained(work / "merged")
+    paths = [sft, str(work / "adapter"), str(work / "merged")]
+    result = run_cli("eval", *paths, "--suite", "lab", "--limit", LIMIT, "--perplexity", "lab", "--log-samples", "-o", str(work / "out"), "--json")
     assert result.returncode == 0, result.stderr
-    return {"summary": json.loads(result.stdout), "out": out, "stderr": result.stderr, "paths": [stages[i]["path"] for i in (0, 2, 3)]}
+    return {"summary": json.loads(result.stdout), "out": work / "out", "stderr": result.stderr, "paths": paths}
 
 
 @pytest.mark.slow
 def test_three_lab_models_compared_in_one_report(three_models: dict) -> None:
-    boards = {Path(p).name: b for p, b in zip(three_models["paths"], three_models["summary"]["models"])}
-    base, sft, dpo = (boards[Path(p).name] for p in three_models["paths"])
-    assert sft["scores"]["exact match"] >= base["scores"]["exact match"] + 0.4, "SFT teaches the skills the base cannot answer in chat"
-    assert dpo["scores"]["choice"] >= 0.6 and 0 <= base["scores"]["average"] < sft["scores"]["average"]
-    assert base["word_perplexity"] < sft["word_perplexity"], "the chat fine-tune forgets plain text"
+    sft, adapter, merged = three_models["summary"]["models"]
+    assert [b["model"] for b in (sft, adapter, merged)] == [Path(p).name for p in three_models["paths"]]
+    assert sft["scores"]["exact match"] >= 0.4 and sft["scores"]["choice"] >= 0.6, sft["scores"]
     report = (three_models["out"] / "report.md").read_text()
     assert report.count("\n## ") == 3 and "| model | exact match | choice | average | word ppl | time |" in report
     assert "**" in report, "the best value per column is marked"
-    for board in (base, sft, dpo):
+    for board in (sft, adapter, merged):
         folder = three_models["out"] / board["model"]
         results = json.loads((folder / "results.json").read_text())
         assert set(results["results"]) >= {"lab_parity", "lab_parity_mc", "perplexity_lab"} and results["n-samples"]["lab_count"]["effective"] == int(LIMIT)
         assert len((folder / "samples_lab_parity.jsonl").read_text().splitlines()) == int(LIMIT)
+        assert board["word_perplexity"] > 1
     assert "llmcourse eval — lab" in three_models["stderr"], "with --json the table goes to stderr"
+
+
+@pytest.mark.slow
+def test_adapter_scores_exactly_like_its_merged_model(three_models: dict) -> None:
+    _, adapter, merged = three_models["summary"]["models"]
+    assert [(r["task"], r["metric"]) for r in adapter["tasks"]] == [(r["task"], r["metric"]) for r in merged["tasks"]]
+    for ours, theirs in zip(adapter["tasks"], merged["tasks"]):
+        assert ours["value"] == pytest.approx(theirs["value"], rel=1e-4), ours
+    config = json.loads((three_models["out"] / "adapter" / "results.json").read_text())["config"]["llmcourse"]
+    assert config["backend"] == "hf" and config["model_args"]["peft"] == three_models["paths"][1]
 
 
 @pytest.mark.slow
@@ -51,7 +74,7 @@ def test_lab_scores_equal_lm_eval_run_directly(three_models: dict) -> None:
 
     from llmcourse.evaluate.lab_tasks import lab_tasks_folder
 
-    sft = three_models["paths"][1]
+    sft = three_models["paths"][0]
     ours = json.loads((three_models["out"] / Path(sft).name / "results.json").read_text())["results"]
     names = ["lab_parity", "lab_count_mc", "lab_larger"]
     theirs = lm_eval.simple_evaluate(model="hf", model_args={"pretrained": sft, "dtype": "float32"}, device="cpu", batch_size=16,
@@ -60,30 +83,6 @@ def test_lab_scores_equal_lm_eval_run_directly(three_models: dict) -> None:
     for name in names:
         metrics = {k: v for k, v in theirs[name].items() if "," in k}
         assert metrics and all(ours[name][k] == pytest.approx(v, abs=1e-12) for k, v in metrics.items()), name
-
-
-@pytest.mark.slow
-def test_adapter_scores_exactly_like_its_merged_model(demo_report: dict, tmp_path: Path) -> None:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    sft = demo_report["stages"][2]["path"]
-    torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(sft, dtype=torch.float32),
-                           LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    tokenizer = AutoTokenizer.from_pretrained(sft)
-    model.save_pretrained(tmp_path / "adapter")
-    tokenizer.save_pretrained(tmp_path / "adapter")
-    model.merge_and_unload().save_pretrained(tmp_path / "merged")
-    tokenizer.save_pretrained(tmp_path / "merged")
-    result = run_cli("eval", str(tmp_path / "adapter"), str(tmp_path / "merged"), "--tasks", "lab_parity,lab_sentiment_mc",
-                     "--limit", LIMIT, "-o", str(tmp_path / "out"), "--json")
-    assert result.returncode == 0, result.stderr
-    adapter, merged = json.loads(result.stdout)["models"]
-    assert adapter["model"] == "adapter" and [r["value"] for r in adapter["tasks"]] == [r["value"] for r in merged["tasks"]]
-    config = json.loads((tmp_path / "out" / "adapter" / "results.json").read_text())["config"]["llmcourse"]
-    assert config["backend"] == "hf" and config["model_args"]["peft"] == str(tmp_path / "adapter")
 
 
 def eval_in_process(*args: str) -> tuple[int, str]:

@@ -140,7 +140,7 @@ def serve(
         if model.endswith(".gguf"):
             from llmcourse.serving.gguf import serve_gguf
 
-            raise typer.Exit(serve_gguf(model, host, port, api_key, model_id))
+            serve_gguf(model, host, port, api_key, model_id)
         import uvicorn
 
         from llmcourse.generation.engines import open_engine

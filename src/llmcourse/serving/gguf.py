@@ -4,7 +4,7 @@ chat templates and streaming), started with our defaults: loopback only, optiona
 from __future__ import annotations
 
 import importlib.util
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -18,13 +18,19 @@ def server_command(path: str, host: str, port: int, api_key: str | None, model_i
     return command + (["--api_key", api_key] if api_key else [])
 
 
-def serve_gguf(path: str, host: str, port: int, api_key: str | None, model_id: str) -> int:
-    """Run llama.cpp's server in the foreground; its exit code."""
+def become(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    """Replace this process by `command` (exec): stopping the command line stops the server, no orphan is left."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if cwd is not None:
+        os.chdir(cwd)
+    os.execve(command[0], command, env if env is not None else dict(os.environ))
+
+
+def serve_gguf(path: str, host: str, port: int, api_key: str | None, model_id: str) -> None:
+    """Become llama.cpp's server, in the foreground."""
     if not Path(path).is_file():
         raise UserError(f"GGUF file not found: {path}")
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("sse_starlette") is None:
         raise UserError("serving GGUF needs llama-cpp-python with its server extra", hint="pip install 'llmcourse[gguf,serve]'")
-    try:
-        return subprocess.call(server_command(path, host, port, api_key, model_id))
-    except KeyboardInterrupt:
-        return 130
+    become(server_command(path, host, port, api_key, model_id))

@@ -162,8 +162,7 @@ def launch(folder: Path, host: str, port: int) -> None:
     import os
     import sys
 
+    from llmcourse.serving.gguf import become
+
     env = {**os.environ, "GRADIO_SERVER_NAME": host, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.chdir(folder)
-    os.execve(sys.executable, [sys.executable, "app.py"], env)
+    become([sys.executable, "app.py"], env, folder)
