@@ -155,8 +155,9 @@ def method_config(method: str, m: dict[str, str]) -> dict:
 def test_every_other_mergekit_method_runs_in_process(models: dict[str, str], tmp_path: Path) -> None:
     """The remaining documented methods, in one process (imports paid once): each output has the
     inputs' tensors, differs from the base, and carries its card."""
-    from llmcourse.merging.merge import MergeSettings, run
+    from llmcourse.merging.merge import KNOWN_METHODS, MergeSettings, method_names, run
 
+    assert sorted(KNOWN_METHODS) == method_names(), "the instant method check knows exactly mergekit's methods"
     base = load_file(Path(models["base"]) / "model.safetensors")
     for method in ("linear", "nearswap", "task_arithmetic", "dare_linear", "breadcrumbs", "della", "model_stock"):
         config = {**method_config(method, models), "dtype": "float32"}

@@ -27,7 +27,7 @@ def assign_methods(formats: list[str], methods: list[str]) -> dict[str, list[str
         return {formats[0]: methods}
     assigned: dict[str, list[str]] = {}
     for method in methods:
-        owners = [name for name in formats if method in get_format(name).methods() or method.upper() in get_format(name).methods()]
+        owners = [name for name in formats if get_format(name).offers(method)]
         if not owners:
             offered = "; ".join(f"{name}: {', '.join(get_format(name).methods())}" for name in formats)
             raise UserError(f"--method: no chosen format offers '{method}'", hint=offered)
@@ -38,8 +38,8 @@ def assign_methods(formats: list[str], methods: list[str]) -> dict[str, list[str
 def quantize(
     target: Annotated[str, typer.Argument(help="Model folder or hub id (or a quantize recipe YAML).", show_default=False)],
     overrides: Overrides = None,
-    format: Annotated[Optional[str], typer.Option("--format", "-f", help="Formats, comma-separated: gguf, int8.")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", "-m", help="Methods, comma-separated: Q4_K_M,Q8_0 (gguf), absmax,zeropoint (int8).")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", "-f", help="Formats, comma-separated: gguf, int8, bnb, exl2.")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", "-m", help="Methods, comma-separated: Q4_K_M,Q8_0 (gguf), absmax,zeropoint (int8), nf4,fp4,int8 (bnb), 4.0 (exl2 bits per weight).")] = None,
     imatrix: Annotated[Optional[str], typer.Option("--imatrix", help="GGUF importance matrix: auto (from the calibration text) or a file.")] = None,
     calibration: Annotated[Optional[str], typer.Option("--calibration", help="Calibration text: lab://corpus, lab://chat or a .txt/.jsonl file.")] = None,
     calibration_samples: Annotated[Optional[int], typer.Option("--calibration-samples", help="Calibration blocks.")] = None,

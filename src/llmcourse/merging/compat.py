@@ -69,6 +69,12 @@ def layer_ranges(config: Any) -> list[tuple[str, str, tuple[int, int]]]:
 def check_merge(config: Any, allow_crimes: bool, allow_pickle: bool) -> dict[str, ModelFacts]:
     """Raise a one-line UserError for the first incompatibility; returns every model's facts."""
     names = sorted({_model_name(ref) for ref in config.referenced_models()})
+    return check_shapes(names, layer_ranges(config), bool(config.tokenizer_source or config.tokenizer), allow_crimes, allow_pickle)
+
+
+def check_shapes(names: list[str], ranges: list[tuple[str, str, tuple[int, int]]], tokenizer_named: bool, allow_crimes: bool,
+                 allow_pickle: bool) -> dict[str, ModelFacts]:
+    """Architectures, hidden sizes, layer ranges against depth, vocab sizes; returns every model's facts."""
     facts = {name: facts_of(name, allow_pickle) for name in names}
     first = facts[names[0]]
     for fact in facts.values():
@@ -78,7 +84,7 @@ def check_merge(config: Any, allow_crimes: bool, allow_pickle: bool) -> dict[str
         if fact.hidden_size != first.hidden_size:
             raise UserError(f"hidden sizes differ: '{fact.name}' has {fact.hidden_size}, '{first.name}' has {first.hidden_size}",
                             hint="only models of the same shape can be merged tensor by tensor")
-    for where, name, (start, end) in layer_ranges(config):
+    for where, name, (start, end) in ranges:
         depth = facts[name].layers
         if start < 0 or end <= start:
             raise UserError(f"{where}.layer_range: [{start}, {end}] is empty or negative")
@@ -86,11 +92,42 @@ def check_merge(config: Any, allow_crimes: bool, allow_pickle: bool) -> dict[str
             raise UserError(f"{where}.layer_range: [{start}, {end}] goes past '{name}', which has {depth} layers",
                             hint=f"layer_range is [first, last + 1]; the largest end for this model is {depth}")
     vocab = {name: fact.vocab_size for name, fact in facts.items()}
-    if len(set(vocab.values())) > 1 and not (config.tokenizer_source or config.tokenizer):
+    if len(set(vocab.values())) > 1 and not tokenizer_named:
         listed = ", ".join(f"'{name}' {size}" for name, size in vocab.items())
         raise UserError(f"vocab sizes differ ({listed}) and the config names no tokenizer source",
                         hint="add tokenizer_source: base | union | MODEL (or a tokenizer: section)")
     return facts
+
+
+def _raw_model(value: Any) -> str | None:
+    """A model reference as the YAML writes it (`org/name` or `org/name+lora`), None for other forms."""
+    return value.split("+")[0] if isinstance(value, str) and value else None
+
+
+def check_raw(raw: dict[str, Any], moe: bool, allow_crimes: bool, allow_pickle: bool) -> None:
+    """The shape checks on the YAML as written, before mergekit (and torch) are imported, so that a
+    wrong path, depth or vocab is reported in a second. Forms this does not read are left to the
+    full check on mergekit's parsed config."""
+    if moe:
+        references = [raw.get("base_model")] + [e.get("source_model") if isinstance(e, dict) else None for e in raw.get("experts") or []]
+        names = [_raw_model(r) for r in references]
+        if names and all(names):
+            check_shapes(list(dict.fromkeys(names)), [], True, allow_crimes, allow_pickle)  # type: ignore[arg-type]
+        return
+    references: list[Any] = [m.get("model") if isinstance(m, dict) else None for m in raw.get("models") or []]
+    references += [raw["base_model"]] if raw.get("base_model") else []
+    ranges = []
+    for index, output_slice in enumerate(raw.get("slices") or []):
+        for source_index, source in enumerate((output_slice or {}).get("sources") or [] if isinstance(output_slice, dict) else []):
+            name = _raw_model(source.get("model")) if isinstance(source, dict) else None
+            references.append(name)
+            span = source.get("layer_range") if isinstance(source, dict) else None
+            if name and isinstance(span, list) and len(span) == 2 and all(isinstance(v, int) for v in span):
+                ranges.append((f"slices.{index}.sources.{source_index}", name, (span[0], span[1])))
+    names = [_raw_model(r) for r in references]
+    if names and all(names):
+        tokenizer_named = bool(raw.get("tokenizer_source") or raw.get("tokenizer"))
+        check_shapes(sorted(set(names)), ranges, tokenizer_named, allow_crimes, allow_pickle)  # type: ignore[arg-type]
 
 
 def check_moe(config: Any, allow_pickle: bool) -> dict[str, ModelFacts]:

@@ -40,6 +40,12 @@ class MergeSettings:
     license: str | None = None
 
 
+# mergekit 0.1.5's methods, for instant checks; a name not listed here is looked up in mergekit itself.
+KNOWN_METHODS = ("arcee_fusion", "breadcrumbs", "breadcrumbs_ties", "dare_linear", "dare_ties", "della", "della_linear",
+                 "karcher", "linear", "model_stock", "multislerp", "nearswap", "nuslerp", "passthrough", "ram", "ramplus_tl", "sce",
+                 "slerp", "task_arithmetic", "ties")
+
+
 def method_names() -> list[str]:
     """Every merge method this mergekit registers."""
     from mergekit.merge_methods.registry import registered_methods
@@ -47,10 +53,9 @@ def method_names() -> list[str]:
     return sorted(method.spec.name for method in registered_methods())
 
 
-def load_config(path: Path, moe: bool) -> tuple[Any, str]:
-    """Parse a mergekit (or mergekit-moe) YAML with mergekit's models; (config, its text unchanged)."""
+def read_raw(path: Path) -> tuple[dict[str, Any], str]:
+    """The YAML as a mapping, and its text unchanged."""
     import yaml
-    from pydantic import ValidationError
 
     if not path.is_file():
         raise UserError(f"merge config not found: {path}")
@@ -61,11 +66,18 @@ def load_config(path: Path, moe: bool) -> tuple[Any, str]:
         raise UserError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of mergekit keys")
+    return raw, text
+
+
+def load_config(path: Path, raw: dict[str, Any], text: str, moe: bool) -> tuple[Any, str]:
+    """Parse a mergekit (or mergekit-moe) YAML with mergekit's models; (config, its text unchanged)."""
+    from pydantic import ValidationError
+
     if moe:
         from mergekit.moe.config import MoEMergeConfig as Model
     else:
         from mergekit.config import MergeConfiguration as Model
-        if "merge_method" in raw and raw["merge_method"] not in method_names():
+        if "merge_method" in raw and raw["merge_method"] not in KNOWN_METHODS and raw["merge_method"] not in method_names():
             names = method_names()
             raise UserError(f"merge_method: unknown method '{raw['merge_method']}'{did_you_mean(str(raw['merge_method']), names)}",
                             hint=f"mergekit offers: {', '.join(names)}")
@@ -132,10 +144,19 @@ def run(config_path: Path, output: Path | None, overwrite: bool, moe: bool, sett
         raise UserError("merge needs mergekit, which is not installed", hint="pip install 'llmcourse[merge]'")
     if not re.fullmatch(r"\d+(\.\d+)?[KMB]?", settings.out_shard_size.upper()):
         raise UserError(f"--out-shard-size: '{settings.out_shard_size}' is not a size such as 5B, 500M or 1000000")
+    raw, text = read_raw(config_path)
+    if not moe and "experts" in raw:
+        raise UserError(f"{config_path}: this is a mergekit-moe config (it has experts)", hint="run it with llmcourse merge --moe")
+    method = raw.get("merge_method")
+    if not moe and isinstance(method, str) and method not in KNOWN_METHODS:
+        close = did_you_mean(method, KNOWN_METHODS)
+        if close:  # a typo of a method we know: no need to import mergekit to say so
+            raise UserError(f"merge_method: unknown method '{method}'{close}", hint=f"mergekit offers: {', '.join(KNOWN_METHODS)}")
+    compat.check_raw(raw, moe, settings.allow_crimes, settings.allow_pickle)
     from llmcourse.training import quiet_libraries
 
     quiet_libraries(with_datasets=False)
-    config, text = load_config(config_path, moe)
+    config, text = load_config(config_path, raw, text, moe)
     facts = compat.check_moe(config, settings.allow_pickle) if moe else compat.check_merge(config, settings.allow_crimes, settings.allow_pickle)
     if settings.cuda:
         import torch

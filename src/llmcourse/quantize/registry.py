@@ -59,6 +59,10 @@ class QuantFormat:
         """The output folder this format writes (AutoQuant's names)."""
         return output_dir / f"{source.short_name}-{self.name.upper()}"
 
+    def offers(self, method: str) -> bool:
+        """Whether `method` (as typed on the command line) is one of this format's."""
+        return method in self.methods() or method.upper() in self.methods()
+
     def check_installed(self) -> None:
         """A one-line error naming the pip install when the engine is missing."""
         if self.module and importlib.util.find_spec(self.module) is None:
@@ -112,5 +116,7 @@ def format_names() -> list[str]:
 
 def _load_builtin_formats() -> None:
     # The format modules import their engines lazily, so importing them here is cheap.
+    import llmcourse.quantize.bnb  # noqa: F401
+    import llmcourse.quantize.exl2  # noqa: F401
     import llmcourse.quantize.gguf  # noqa: F401
     import llmcourse.quantize.int8  # noqa: F401

@@ -35,6 +35,21 @@ class Int8Section(Recipe):
     histograms: bool = True
 
 
+class BnbSection(Recipe):
+    """bitsandbytes: 4-bit nf4 / fp4 (double quantization on or off) and 8-bit int8."""
+
+    methods: list[str] = Field(default_factory=lambda: ["nf4"])
+    double_quant: bool = True
+
+
+class Exl2Section(Recipe):
+    """ExLlamaV2 (CUDA only): bits per weight, head bits, calibration, resumable work folder."""
+
+    methods: list[str] = Field(default_factory=lambda: ["4.0"], description="bits per weight, e.g. 4.0, 5.0, 6.5")
+    head_bits: int = Field(default=6, ge=2, le=8)
+    work_dir: str | None = Field(default=None, description="resumable work folder (default: beside the output)")
+
+
 class QuantizeRecipe(CommandRecipe):
     """`llmcourse quantize`: a source model and the formats to quantize it to."""
 
@@ -42,6 +57,8 @@ class QuantizeRecipe(CommandRecipe):
     formats: list[str] = Field(default_factory=lambda: ["gguf"], min_length=1)
     gguf: GgufSection = Field(default_factory=GgufSection)
     int8: Int8Section = Field(default_factory=Int8Section)
+    bnb: BnbSection = Field(default_factory=BnbSection)
+    exl2: Exl2Section = Field(default_factory=Exl2Section)
     calibration: str = Field(default="lab://corpus", description="calibration text: lab://corpus or a .txt/.jsonl file")
     calibration_samples: int = Field(default=64, gt=0)
     eval_text: str = Field(default="lab", description="held-out text for the report: `lab` or a .txt/.jsonl file")
