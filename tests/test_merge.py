@@ -47,9 +47,10 @@ def write_yaml(path: Path, data: dict) -> Path:
 
 @pytest.mark.parametrize("method", ["slerp", "ties", "dare_ties"])
 def test_tensors_identical_to_mergekit_yaml(method: str, models: dict[str, str], tmp_path: Path) -> None:
+    from llmcourse.merging.merge import MergeSettings, run
+
     config = write_yaml(tmp_path / f"{method}.yaml", configs(models)[method])
-    ours = run_cli("merge", str(config), "-o", "ours", "--random-seed", "7", "--json", cwd=tmp_path)
-    assert ours.returncode == 0, ours.stderr
+    summary = run(config, tmp_path / "ours", overwrite=False, moe=False, settings=MergeSettings(random_seed=7))  # imports paid once
     mergekit_yaml = Path(sys.executable).with_name("mergekit-yaml")
     theirs = subprocess.run([str(mergekit_yaml), str(config), "theirs", "--random-seed", "7"], cwd=tmp_path,
                             capture_output=True, text=True)
@@ -64,7 +65,7 @@ def test_tensors_identical_to_mergekit_yaml(method: str, models: dict[str, str],
     assert set(front["base_model"]) == {p for p in models.values() if p in card}
     assert {"merge", "mergekit", "llmcourse"} <= set(front["tags"]) and front["license"] == "apache-2.0"
     assert (tmp_path / "ours" / "mergekit_config.yml").read_text() == config.read_text()
-    assert json.loads(ours.stdout)["method"] == method
+    assert summary["method"] == method
 
 
 def generate(folder: Path) -> str:

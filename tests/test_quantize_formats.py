@@ -41,9 +41,10 @@ def test_bnb_nf4_and_int8_reload_quantized_generate_and_report(demo_report: dict
         assert tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip(), method
     card = (folder / "README.md").read_text()
     assert f"base_model: {sft}" in card and "bitsandbytes" in card
-    scored = run_cli("eval", str(folder / "nf4"), "--tasks", "lab_sentiment_mc", "--limit", "10", "-o", str(tmp_path / "eval"), "--json")
-    assert scored.returncode == 0, scored.stderr
-    assert json.loads(scored.stdout)["models"][0]["scores"]["lab_sentiment_mc"] >= 0.8, "a quantized folder is evaluated as it loads"
+    scored = CliRunner().invoke(app, ["eval", str(folder / "nf4"), "--tasks", "lab_sentiment_mc", "--limit", "10", "-o", str(tmp_path / "eval")])
+    assert scored.exit_code == 0, scored.output
+    board = json.loads((tmp_path / "eval" / "report.json").read_text())["models"][0]
+    assert board["scores"]["lab_sentiment_mc"] >= 0.8, "a quantized folder is evaluated as it loads"
 
 
 def test_exl2_on_a_cpu_machine_stops_before_loading(demo_report: dict, tmp_path: Path) -> None:

@@ -19,6 +19,17 @@ def _tasks_root() -> Path:
     return Path(lm_eval.tasks.__file__).parent
 
 
+def suite_families() -> dict[str, str]:
+    """The lm_eval/tasks folder of every task the shipped suites name (lm-eval 0.4's layout), so that a
+    suite run opens those folders without indexing all of lm-eval first; verified at use."""
+    from llmcourse.evaluate.suites import AGIEVAL, BIGBENCH
+
+    families = {name: "agieval" for name in AGIEVAL} | {name: "bigbench" for name in BIGBENCH}
+    return families | {"hellaswag": "hellaswag", "openbookqa": "openbookqa", "winogrande": "winogrande", "arc_easy": "arc",
+                       "arc_challenge": "arc", "boolq": "super_glue", "piqa": "piqa", "truthfulqa_mc2": "truthfulqa",
+                       "mmlu": "mmlu", "gsm8k": "gsm8k"}
+
+
 def default_task_families() -> dict[str, str | None]:
     """lm-eval's task, group and tag names mapped to their family folder under lm_eval/tasks (None: no YAML)."""
     from importlib.metadata import version
@@ -54,6 +65,12 @@ def task_manager(include: list[str], names: list[str]) -> Any:
     missing = [n for n in names if local is None or n not in local.all_tasks]
     if not missing:
         return local
+    known = suite_families()
+    if all(n in known for n in missing):
+        roots = sorted({str(_tasks_root() / known[n]) for n in missing if (_tasks_root() / known[n]).is_dir()})
+        quick = TaskManager(include_path=include + roots, include_defaults=False)
+        if all(n in quick.all_tasks for n in names):
+            return quick
     families = default_task_families()
     for name in missing:
         if name not in families:
