@@ -25,10 +25,9 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@# torch first, so nothing below resolves torch to a multi-GB CUDA build. No byte-compiling of
-	@# every installed module up front (minutes on 2 cores): Python compiles what it imports, once.
-	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet --no-compile "$(TORCH)"
-	$(BIN)/pip install --quiet --no-compile -e ".[test,plot]"
+	@# torch first, so nothing below resolves torch to a multi-GB CUDA build.
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test,plot]"
 	@rm -f $(VENV)/.install-stamp-*
 	@touch $@
 
@@ -42,7 +41,7 @@ $(GGUF_STAMP): $(STAMP)
 	@ls $(LLAMA_CPP_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CPP_FLAGS)" nice -n 19 \
 		$(BIN)/pip wheel --quiet --no-deps --no-cache-dir $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) -w $(LLAMA_CPP_CACHE)
 	$(BIN)/python -m llmcourse.quantize.llamacpp_source $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) --version $(LLAMA_CPP_VERSION)
-	$(BIN)/pip install --quiet --no-compile "gguf>=0.19" $(LLAMA_CPP_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	$(BIN)/pip install --quiet "gguf>=0.19" $(LLAMA_CPP_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	@touch $@
 
 demo: install gguf-engine
