@@ -40,7 +40,7 @@ def eval_command(
     """Evaluate models with lm-eval (lab, nous, openllm or any tasks) and compare them in one report."""
 
     def action() -> None:
-        from llmcourse.recipes.loader import apply_overrides, validate
+        from llmcourse.recipes.loader import validate
         from llmcourse.recipes.registry import load_command_recipe, recipe_model
 
         if _is_recipe(targets[0]):
@@ -60,7 +60,6 @@ def eval_command(
         data.update({k: True for k, v in (("log_samples", log_samples), ("gist", gist)) if v})
         if public:
             data["private"] = False
-        data = apply_overrides(data, [])
         recipe = validate(recipe_model("eval"), data, source=targets[0] if _is_recipe(targets[0]) else "command line")
         if dry_run:
             print_recipe(recipe)

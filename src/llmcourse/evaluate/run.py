@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ class Plan:
     task_manager: Any
     output: Path
     perplexity_task: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _labels_unique(models: list[EvalModel]) -> None:
@@ -105,7 +104,7 @@ def _build(model: EvalModel, batch_size: Any, device: str) -> Any:
 
     from llmcourse.evaluate.backends import BACKENDS
 
-    built, args = BACKENDS[model.backend if model.backend in BACKENDS else "hf"].build(model, batch_size, device)
+    built, args = BACKENDS[model.backend].build(model, batch_size, device)
     if isinstance(built, str):
         return get_model(built).create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
     return built
