@@ -1,4 +1,11 @@
-"""Shared fixtures: offline environment, the real CLI in a subprocess, and one lab base per session."""
+"""Shared fixtures: offline environment, the real CLI in a subprocess, one lab base and one demo per session.
+
+The lab base and the demo are long single jobs that the rest of the session waits on, and on two
+cores a tiny model trains almost as fast on one thread as on two. So they run in background
+processes started as early as possible (the base right after collection, the demo once the base
+exists), one thread each, while tests that need neither run beside them on the other thread;
+tests are ordered so that those needing the demo come last. Nothing is skipped or faked: the
+fixtures hand tests exactly what `llmcourse lab build --json` and `llmcourse demo --json` printed."""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +38,82 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     )
 
 
+class BackgroundCli:
+    """`python -m llmcourse ARGS` started now in its own process (one torch thread); `result()` waits for it."""
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.args = args
+        self.stdout = tempfile.TemporaryFile(mode="w+")
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen([sys.executable, "-m", "llmcourse", *args], cwd=REPO, text=True,
+                                        env={**os.environ, **env, "OMP_NUM_THREADS": "1"}, stdout=self.stdout, stderr=self.stderr)
+        self._result: subprocess.CompletedProcess | None = None
+
+    def running(self) -> bool:
+        """Whether the process has not exited yet."""
+        return self.process.poll() is None
+
+    def result(self, timeout: int = 3600) -> subprocess.CompletedProcess:
+        """Wait for the process and return what it printed, like `run_cli`."""
+        if self._result is None:
+            self.process.wait(timeout=timeout)
+            self.stdout.seek(0)
+            self.stderr.seek(0)
+            self._result = subprocess.CompletedProcess(self.process.args, self.process.returncode, self.stdout.read(), self.stderr.read())
+        return self._result
+
+
+BACKGROUND: dict[str, BackgroundCli] = {}
+NEEDS_DEMO = pytest.StashKey[bool]()
+DEFAULT_THREADS = os.environ.get("OMP_NUM_THREADS")
+
+
+def _needs(item: pytest.Item, fixture: str) -> bool:
+    return fixture in getattr(item, "fixturenames", ())
+
+
+def _order(item: pytest.Item) -> int:
+    if _needs(item, "demo_report"):
+        return 4
+    if _needs(item, "lab_dpo"):
+        return 3
+    if _needs(item, "lab_sft"):
+        return 2
+    return 1 if _needs(item, "lab_base") else 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order tests by what they wait for (none, the base, the SFT model, the DPO model, the whole demo) and start
+    building the lab base in the background if any selected test needs it."""
+    items.sort(key=_order)
+    config.stash[NEEDS_DEMO] = any(_order(item) >= 2 for item in items)
+    if any(_order(item) >= 1 for item in items) and "lab" not in BACKGROUND:
+        BACKGROUND["lab"] = BackgroundCli("lab", "build", "--json", env={"LLMCOURSE_HOME": os.environ["LLMCOURSE_HOME"]})
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop what is still running in the background (an interrupted or failed session)."""
+    for job in BACKGROUND.values():
+        if job.running():
+            job.process.kill()
+            job.process.wait()
+
+
+@pytest.fixture(autouse=True)
+def _share_the_cores() -> None:
+    """One torch thread per process while a background job runs, the machine's default otherwise."""
+    busy = any(job.running() for job in BACKGROUND.values())
+    if busy:
+        os.environ["OMP_NUM_THREADS"] = "1"
+    elif DEFAULT_THREADS is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = DEFAULT_THREADS
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        torch.set_num_threads(1 if busy else int(DEFAULT_THREADS or os.cpu_count() or 1))
+
+
 @pytest.fixture(scope="session")
 def lab_home() -> Path:
     """The private $LLMCOURSE_HOME of this test session."""
@@ -37,18 +121,54 @@ def lab_home() -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab_base(lab_home: Path) -> dict:
-    """The lab base built once with the shipped recipe, through `llmcourse lab build --json`."""
-    result = run_cli("lab", "build", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
+def lab_base(lab_home: Path, request: pytest.FixtureRequest) -> dict:
+    """The lab base built once with the shipped recipe, through `llmcourse lab build --json`; once
+    it exists, the demo starts in the background if any test needs it."""
+    job = BACKGROUND.get("lab") or BackgroundCli("lab", "build", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
+    result = job.result()
     assert result.returncode == 0, result.stderr
+    if request.config.stash.get(NEEDS_DEMO, False) and "demo" not in BACKGROUND:
+        # While `make test` still builds the GGUF engine, the first pytest session runs the demo without it.
+        skip = ["--skip", os.environ["LLMCOURSE_TEST_DEMO_SKIP"]] if os.environ.get("LLMCOURSE_TEST_DEMO_SKIP") else []
+        BACKGROUND["demo"] = BackgroundCli("demo", "--json", *skip, env={"LLMCOURSE_HOME": str(lab_home)})
     return json.loads(result.stdout)
+
+
+def _demo_stage(path: Path, request: pytest.FixtureRequest) -> str:
+    """Wait until the demo has finished the stage whose cache folder is `path` (complete once its
+    `report.json` is in it), without waiting for the rest of the demo."""
+    demo = BACKGROUND.get("demo")
+    while not (path / "report.json").is_file():
+        if demo is None or not demo.running():
+            request.getfixturevalue("demo_report")  # fails with the demo's stderr, or has built the stage
+            break
+        time.sleep(1)
+    assert (path / "report.json").is_file(), path
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def lab_sft(lab_base: dict, request: pytest.FixtureRequest) -> str:
+    """The demo's SFT model (the shipped lab SFT recipe on the lab base), as soon as the demo has it."""
+    from llmcourse.cache import cache_path
+    from llmcourse.demo import sft_recipe
+
+    return _demo_stage(cache_path("sft", sft_recipe(lab_base["path"])), request)
+
+
+@pytest.fixture(scope="session")
+def lab_dpo(lab_sft: str, request: pytest.FixtureRequest) -> str:
+    """The demo's DPO model (the shipped lab DPO recipe on the SFT model), as soon as the demo has it."""
+    from llmcourse.cache import cache_path
+    from llmcourse.demo import dpo_recipe
+
+    return _demo_stage(cache_path("dpo", dpo_recipe(lab_sft)), request)
 
 
 @pytest.fixture(scope="session")
 def demo_report(lab_base: dict, lab_home: Path) -> dict:
     """`llmcourse demo --json` run once per session: its stages are the lab models other tests start from."""
-    # While `make test` still builds the GGUF engine, the first pytest session runs the demo without it.
-    skip = ["--skip", os.environ["LLMCOURSE_TEST_DEMO_SKIP"]] if os.environ.get("LLMCOURSE_TEST_DEMO_SKIP") else []
-    result = run_cli("demo", "--json", *skip, env={"LLMCOURSE_HOME": str(lab_home)})
+    job = BACKGROUND.get("demo") or BackgroundCli("demo", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
+    result = job.result()
     assert result.returncode == 0, result.stderr
     return {**json.loads(result.stdout), "stderr": result.stderr}

@@ -23,8 +23,8 @@ def card_front_matter(folder: Path) -> str:
     return (folder / "README.md").read_text().split("---")[1]
 
 
-def test_lora_dpo_with_the_implicit_reference(demo_report: dict, tmp_path: Path) -> None:
-    sft = demo_report["stages"][2]["path"]
+def test_lora_dpo_with_the_implicit_reference(lab_sft: str, tmp_path: Path) -> None:
+    sft = lab_sft
     summary = dpo("dpo", "lab/dpo-lora", f"base_model={sft}", "max_steps=60", "eval_lab_count=20", "-o", "out", cwd=tmp_path)
     assert summary["reference"].startswith("implicit")
     assert summary["last_logged_loss"] < summary["first_logged_loss"]
@@ -58,8 +58,8 @@ SIMPO = ["rl=simpo", "beta=2.0", "max_steps=40", "logging_steps=5", "datasets.0.
 
 @pytest.mark.parametrize("extra", [["rl=ipo"], SIMPO, ["ref_model={sft}", "precompute_ref_log_probs=true"]],
                          ids=["ipo", "simpo", "explicit-precomputed-reference"])
-def test_other_preference_methods_train(extra: list[str], demo_report: dict, tmp_path: Path) -> None:
-    sft = demo_report["stages"][2]["path"]
+def test_other_preference_methods_train(extra: list[str], lab_sft: str, tmp_path: Path) -> None:
+    sft = lab_sft
     args = [a.format(sft=sft) for a in extra]
     summary = dpo("dpo", "lab/dpo", f"base_model={sft}", "max_steps=24", "logging_steps=3", "micro_batch_size=16",
                   "datasets.0.num_samples=500", "eval_pairs=10", "eval_lab_count=0", *args, "-o", "out", cwd=tmp_path)

@@ -18,13 +18,13 @@ LIMIT = "10"
 
 
 @pytest.fixture(scope="module")
-def three_models(demo_report: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def three_models(lab_sft: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The lab SFT model, a LoRA adapter on it (random, not trained) and that adapter merged, in one run."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    sft = demo_report["stages"][2]["path"]
+    sft = lab_sft
     work = tmp_path_factory.mktemp("eval")
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(sft, dtype=torch.float32),
@@ -90,8 +90,8 @@ def eval_in_process(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_bad_inputs_are_one_line_errors_before_loading(demo_report: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sft = demo_report["stages"][2]["path"]
+def test_bad_inputs_are_one_line_errors_before_loading(lab_sft: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sft = lab_sft
     code, output = eval_in_process(sft, "--tasks", "lab_parityy", "-o", str(tmp_path / "a"))
     assert code == 2 and "unknown task 'lab_parityy'" in output and "lab_parity" in output
     code, output = eval_in_process(str(tmp_path / "nowhere"), "--suite", "lab", "-o", str(tmp_path / "a"))

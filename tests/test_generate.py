@@ -19,8 +19,8 @@ QUESTIONS = [row.question for row in skills.mixed(["parity", "count", "sentiment
 
 
 @pytest.fixture(scope="module")
-def engine(demo_report: dict) -> HfEngine:
-    return HfEngine(demo_report["stages"][2]["path"], draft_model=demo_report["stages"][0]["path"])
+def engine(lab_sft: str, lab_base: dict) -> HfEngine:
+    return HfEngine(lab_sft, draft_model=lab_base["path"])
 
 
 def test_greedy_equals_transformers_generate_token_for_token(engine: HfEngine) -> None:
@@ -73,10 +73,10 @@ def test_beam_search_is_transformers_beam_search(engine: HfEngine) -> None:
         assert ours.token_ids == theirs[:cut] and ours.seq_logprob < 0, question
 
 
-def test_compare_and_plot_through_the_cli(demo_report: dict, tmp_path: Path) -> None:
+def test_compare_and_plot_through_the_cli(lab_sft: str, tmp_path: Path) -> None:
     from matplotlib.image import imread
 
-    sft = demo_report["stages"][2]["path"]
+    sft = lab_sft
     result = run_cli("generate", sft, "--prompt", QUESTIONS[0], "--compare", "greedy,beam,top-k,top-p,min-p", "--max-new-tokens", "6",
                      "--plot", str(tmp_path / "beam.png"))
     assert result.returncode == 0, result.stderr
@@ -87,18 +87,18 @@ def test_compare_and_plot_through_the_cli(demo_report: dict, tmp_path: Path) -> 
         assert image.shape[0] > 400 and image.shape[1] > 600 and image.std() > 0.05, "a real picture, not a blank canvas"
 
 
-def test_unknown_strategy_is_a_one_line_error(demo_report: dict) -> None:
-    result = run_cli("generate", demo_report["stages"][2]["path"], "--prompt", "hi", "--strategy", "nucleus-ish")
+def test_unknown_strategy_is_a_one_line_error(lab_sft: str) -> None:
+    result = run_cli("generate", lab_sft, "--prompt", "hi", "--strategy", "nucleus-ish")
     assert result.returncode == 2 and "unknown decoding strategy" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_chat_streams_answers_keeps_history_and_saves(engine: HfEngine, demo_report: dict, tmp_path: Path) -> None:
+def test_chat_streams_answers_keeps_history_and_saves(engine: HfEngine, lab_sft: str, tmp_path: Path) -> None:
     import subprocess
     import sys
 
     from conftest import REPO
 
-    sft = demo_report["stages"][2]["path"]
+    sft = lab_sft
     script = f"{QUESTIONS[0]}\n{QUESTIONS[1]}\n/save {tmp_path / 'two.json'}\n/reset\n/save {tmp_path / 'none.json'}\n/quit\n"
     result = subprocess.run([sys.executable, "-m", "llmcourse", "chat", sft, "--strategy", "greedy", "--max-new-tokens", "8"],
                             input=script, capture_output=True, text=True, cwd=REPO, timeout=300)

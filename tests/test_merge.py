@@ -19,10 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def models(demo_report: dict) -> dict[str, str]:
+def models(lab_base: dict, lab_sft: str, lab_dpo: str) -> dict[str, str]:
     """Three lab models of one family: the base, its SFT and the SFT's DPO."""
-    base, _, sft, dpo = (stage["path"] for stage in demo_report["stages"][:4])
-    return {"base": base, "sft": sft, "dpo": dpo}
+    return {"base": lab_base["path"], "sft": lab_sft, "dpo": lab_dpo}
 
 
 def configs(m: dict[str, str]) -> dict[str, dict]:

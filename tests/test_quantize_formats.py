@@ -15,11 +15,11 @@ from llmcourse.cli import app
 
 
 @pytest.mark.slow
-def test_bnb_nf4_and_int8_reload_quantized_generate_and_report(demo_report: dict, tmp_path: Path) -> None:
+def test_bnb_nf4_and_int8_reload_quantized_generate_and_report(lab_sft: str, tmp_path: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    sft = demo_report["stages"][2]["path"]
+    sft = lab_sft
     result = run_cli("quantize", sft, "--format", "bnb", "--method", "nf4,int8", "-o", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -47,18 +47,18 @@ def test_bnb_nf4_and_int8_reload_quantized_generate_and_report(demo_report: dict
     assert board["scores"]["lab_sentiment_mc"] >= 0.8, "a quantized folder is evaluated as it loads"
 
 
-def test_exl2_on_a_cpu_machine_stops_before_loading(demo_report: dict, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["quantize", demo_report["stages"][2]["path"], "--format", "exl2", "--method", "4.0", "--no-report",
+def test_exl2_on_a_cpu_machine_stops_before_loading(lab_sft: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "exl2", "--method", "4.0", "--no-report",
                                       "-o", str(tmp_path / "out")])
     assert result.exit_code == 2 and "needs a CUDA GPU" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
-    bad = CliRunner().invoke(app, ["quantize", demo_report["stages"][2]["path"], "--format", "bnb", "--method", "nf5", "-o", str(tmp_path / "out")])
+    bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "bnb", "--method", "nf5", "-o", str(tmp_path / "out")])
     assert bad.exit_code == 2 and "did you mean 'nf4'" in bad.output
 
 
 @pytest.mark.gpu
-def test_exl2_converts_the_lab_model_at_4_bpw_and_generates(demo_report: dict, tmp_path: Path) -> None:
-    sft = demo_report["stages"][2]["path"]
+def test_exl2_converts_the_lab_model_at_4_bpw_and_generates(lab_sft: str, tmp_path: Path) -> None:
+    sft = lab_sft
     result = run_cli("quantize", sft, "--format", "exl2", "--method", "4.0", "--no-report", "-o", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     folder = Path(json.loads(result.stdout)["folders"]["exl2"])

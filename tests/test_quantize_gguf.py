@@ -17,8 +17,8 @@ METHODS = ("F32", "F16", "Q8_0", "Q4_K_M", "IQ4_XS", "IQ2_XS")
 
 
 @pytest.fixture(scope="module")
-def sft_model(demo_report: dict) -> str:
-    return demo_report["stages"][2]["path"]
+def sft_model(lab_sft: str) -> str:
+    return lab_sft
 
 
 @pytest.fixture(scope="module")

@@ -47,9 +47,9 @@ def start_server(model: str, *extra: str) -> tuple[subprocess.Popen, str]:
 
 
 @pytest.fixture(scope="module")
-def hf_server(demo_report: dict) -> Iterator[tuple[str, str]]:
-    process, base = start_server(demo_report["stages"][2]["path"], "--name", "lab-sft", "--max-queue", "8")
-    yield base, demo_report["stages"][2]["path"]
+def hf_server(lab_sft: str) -> Iterator[tuple[str, str]]:
+    process, base = start_server(lab_sft, "--name", "lab-sft", "--max-queue", "8")
+    yield base, lab_sft
     process.terminate()
     process.wait(timeout=20)
 

@@ -30,8 +30,8 @@ def space(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_space_files_front_matter_and_runtime(demo_report: dict, tmp_path: Path) -> None:
-    model = demo_report["stages"][2]["path"]
+def test_space_files_front_matter_and_runtime(lab_sft: str, tmp_path: Path) -> None:
+    model = lab_sft
     code, output = space(model, "-o", str(tmp_path / "chat"), "--emoji", "🦙", "--color-from", "green", "--system", "Be brief.")
     assert code == 0, output
     meta = front_matter(tmp_path / "chat")
@@ -54,10 +54,10 @@ def test_space_files_front_matter_and_runtime(demo_report: dict, tmp_path: Path)
     assert "llama-cpp-python>=0.3" in (tmp_path / "gguf" / "requirements.txt").read_text()
 
 
-def test_space_push_and_bad_inputs(demo_report: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_space_push_and_bad_inputs(lab_sft: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub
 
-    model = demo_report["stages"][2]["path"]
+    model = lab_sft
     code, output = space(model, "-o", str(tmp_path / "a"), "--push", "someone/chat")
     assert code == 2 and "--model-id" in output and not (tmp_path / "a").exists()
     code, output = space(model, "-o", str(tmp_path / "a"), "--color-from", "teal")
@@ -85,14 +85,14 @@ def test_space_push_and_bad_inputs(demo_report: dict, tmp_path: Path, monkeypatc
 
 
 @pytest.mark.slow
-def test_launched_space_answers_through_gradio_client_like_greedy_generate(demo_report: dict, tmp_path: Path) -> None:
+def test_launched_space_answers_through_gradio_client_like_greedy_generate(lab_sft: str, tmp_path: Path) -> None:
     from gradio_client import Client
 
     from llmcourse.generation.engines import HfEngine
     from llmcourse.generation.strategies import DecodeOptions, get_strategy
     from test_serve import free_port
 
-    model = demo_report["stages"][2]["path"]
+    model = lab_sft
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "llmcourse", "space", model, "-o", str(tmp_path / "space"), "--launch",
                                 "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

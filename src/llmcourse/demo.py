@@ -72,13 +72,20 @@ def base_stages(force: bool) -> list[StageResult]:
     ]
 
 
+def sft_recipe(base: str) -> Any:
+    """The shipped lab SFT recipe started from `base`: the demo's SFT stage (its cache folder is
+    `llmcourse.cache.cache_path("sft", sft_recipe(base))`)."""
+    from llmcourse.recipes.registry import load_command_recipe
+
+    return load_command_recipe("sft", "lab/sft", [f"base_model={base}"], None)
+
+
 def sft_stage(base: str, force: bool) -> StageResult:
     """Fine-tune the base with the shipped lab SFT recipe (ChatML) and measure it."""
     from llmcourse.cache import run_cached
     from llmcourse.finetune.sft import run as run_sft
-    from llmcourse.recipes.registry import load_command_recipe
 
-    recipe = load_command_recipe("sft", "lab/sft", [f"base_model={base}"], None)
+    recipe = sft_recipe(base)
     path, built = run_cached("sft", recipe, run_sft, force)
     if not built:
         err.print(f"reusing the SFT model in {path}")
@@ -89,13 +96,19 @@ def sft_stage(base: str, force: bool) -> StageResult:
     return StageResult("SFT (full)", str(path), metrics)
 
 
+def dpo_recipe(sft: str) -> Any:
+    """The shipped lab DPO recipe started from the SFT model: the demo's DPO stage."""
+    from llmcourse.recipes.registry import load_command_recipe
+
+    return load_command_recipe("dpo", "lab/dpo", [f"base_model={sft}"], None)
+
+
 def dpo_stage(sft: StageResult, force: bool) -> StageResult:
     """DPO of the SFT model with the shipped lab recipe; held-out pair and reward accuracy, exact match."""
     from llmcourse.cache import run_cached
     from llmcourse.finetune.dpo import run as run_dpo
-    from llmcourse.recipes.registry import load_command_recipe
 
-    recipe = load_command_recipe("dpo", "lab/dpo", [f"base_model={sft.path}"], None)
+    recipe = dpo_recipe(sft.path)
     path, built = run_cached("dpo", recipe, run_dpo, force)
     if not built:
         err.print(f"reusing the DPO model in {path}")

@@ -105,6 +105,24 @@ def write_run_record(folder: Path, command: str, recipe: dict[str, Any], summary
     return target
 
 
+def replace_text(path: Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file renamed over it, so that another process
+    reading the file at the same moment (two runs sharing a cache) sees a whole file, never half."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_json(path: Path, data: Any) -> Path:
     """Write `data` as indented JSON."""
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

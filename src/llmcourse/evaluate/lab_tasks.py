@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from llmcourse.outputs import replace_text
+
 TASK_VERSION = 1.1
 HELDOUT_PER_SKILL = 100
 
@@ -74,10 +76,10 @@ def write_lab_tasks(folder: Path, count: int = HELDOUT_PER_SKILL) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for skill in skills.SKILLS:
         data = folder / f"{skill}.jsonl"
-        data.write_text("".join(json.dumps(row) + "\n" for row in _rows(skill, count)), encoding="utf-8")
+        replace_text(data, "".join(json.dumps(row) + "\n" for row in _rows(skill, count)))
         for task in (_generation_task(skill, data.resolve()), _choice_task(skill, data.resolve())):
-            (folder / f"{task['task']}.yaml").write_text(yaml.safe_dump(task, sort_keys=False), encoding="utf-8")
-    marker.write_text(json.dumps({"count": count, "version": TASK_VERSION}) + "\n", encoding="utf-8")
+            replace_text(folder / f"{task['task']}.yaml", yaml.safe_dump(task, sort_keys=False))
+    replace_text(marker, json.dumps({"count": count, "version": TASK_VERSION}) + "\n")
     return folder
 
 
@@ -92,14 +94,14 @@ def perplexity_task(name: str, documents: list[str], folder: Path) -> Path:
     """A rolling log-likelihood task over `documents` (lm-eval's word and byte perplexity, bits per byte)."""
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / f"{name}.jsonl"
-    data.write_text("".join(json.dumps({"text": doc}) + "\n" for doc in documents), encoding="utf-8")
+    replace_text(data, "".join(json.dumps({"text": doc}) + "\n" for doc in documents))
     task = {
         "task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
         "test_split": "test", "output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "{{text}}",
         "metric_list": [{"metric": m} for m in ("word_perplexity", "byte_perplexity", "bits_per_byte")],
         "metadata": {"version": TASK_VERSION},
     }
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(task, sort_keys=False), encoding="utf-8")
+    replace_text(folder / f"{name}.yaml", yaml.safe_dump(task, sort_keys=False))
     return folder
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from llmcourse.console import err
 from llmcourse.errors import UserError, did_you_mean
+from llmcourse.outputs import replace_text
 
 
 def _tasks_root() -> Path:
@@ -50,8 +51,7 @@ def default_task_families() -> dict[str, str | None]:
             families[name] = Path(path).resolve().relative_to(root).parts[0] if path else None
         except ValueError:
             families[name] = None
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(families, sort_keys=True) + "\n", encoding="utf-8")
+    replace_text(cache, json.dumps(families, sort_keys=True) + "\n")
     return families
 
 
