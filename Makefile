@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# torch first, so nothing below resolves torch to a multi-GB CUDA build.
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test,plot]"
+	@# DISABLE_CUDA=1: hqq would otherwise try to compile CUDA kernels while it installs.
+	DISABLE_CUDA=1 $(BIN)/pip install --quiet -e ".[test,plot]"
 	@rm -f $(VENV)/.install-stamp-*
 	@touch $@
 

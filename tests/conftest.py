@@ -1,11 +1,15 @@
 """Shared fixtures: offline environment, the real CLI in a subprocess, one lab base and one demo per session.
 
 The lab base and the demo are long single jobs that the rest of the session waits on, and on two
-cores a tiny model trains almost as fast on one thread as on two. So they run in background
-processes started as early as possible (the base right after collection, the demo once the base
-exists), one thread each, while tests that need neither run beside them on the other thread;
-tests are ordered so that those needing the demo come last. Nothing is skipped or faked: the
-fixtures hand tests exactly what `llmcourse lab build --json` and `llmcourse demo --json` printed."""
+cores a tiny model trains almost as fast on one thread as on two. So, in the session without the
+GGUF engine, they run in background processes started as early as possible (the base right after
+collection, the demo once the base exists) while the other tests run beside them on one torch
+thread; tests are ordered so that those needing a demo stage come after those that need none, and
+each waits only for the stage it uses. The background jobs keep the default thread count (their
+numbers are those of `make demo`) with passive OpenMP waiting, so they yield the core the tests
+use. Nothing is skipped or faked: the fixtures hand tests exactly what `llmcourse lab build --json`
+and `llmcourse demo --json` printed. With the GGUF engine (llama.cpp's threads spin) sharing
+cores is slower than taking turns, so that session runs everything in turn."""
 
 from __future__ import annotations
 
@@ -39,14 +43,18 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 
 
 class BackgroundCli:
-    """`python -m llmcourse ARGS` started now in its own process (one torch thread); `result()` waits for it."""
+    """`python -m llmcourse ARGS` started now in its own process; `result()` waits for it."""
 
     def __init__(self, *args: str, env: dict[str, str]) -> None:
         self.args = args
         self.stdout = tempfile.TemporaryFile(mode="w+")
         self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.process = subprocess.Popen([sys.executable, "-m", "llmcourse", *args], cwd=REPO, text=True,
-                                        env={**os.environ, **env, "OMP_NUM_THREADS": "1"}, stdout=self.stdout, stderr=self.stderr)
+        full_env = {**os.environ, **env, "OMP_WAIT_POLICY": "PASSIVE"}
+        full_env.pop("OMP_NUM_THREADS", None)
+        if DEFAULT_THREADS is not None:
+            full_env["OMP_NUM_THREADS"] = DEFAULT_THREADS
+        self.process = subprocess.Popen([sys.executable, "-m", "llmcourse", *args], cwd=REPO, text=True, env=full_env,
+                                        stdout=self.stdout, stderr=self.stderr)
         self._result: subprocess.CompletedProcess | None = None
 
     def running(self) -> bool:
@@ -66,6 +74,13 @@ class BackgroundCli:
 BACKGROUND: dict[str, BackgroundCli] = {}
 NEEDS_DEMO = pytest.StashKey[bool]()
 DEFAULT_THREADS = os.environ.get("OMP_NUM_THREADS")
+DEMO_SKIP = [name for name in os.environ.get("LLMCOURSE_TEST_DEMO_SKIP", "").split(",") if name]
+SHARE_CORES = "gguf" in DEMO_SKIP  # see the module docstring
+
+
+def _demo_args() -> list[str]:
+    # While `make test` still builds the GGUF engine, the first pytest session runs the demo without it.
+    return ["demo", "--json", *(arg for name in DEMO_SKIP for arg in ("--skip", name))]
 
 
 def _needs(item: pytest.Item, fixture: str) -> bool:
@@ -83,11 +98,11 @@ def _order(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order tests by what they wait for (none, the base, the SFT model, the DPO model, the whole demo) and start
-    building the lab base in the background if any selected test needs it."""
+    """Order tests by what they wait for (nothing, the base, the SFT model, the DPO model, the whole
+    demo) and, when sharing cores, start building the lab base in the background."""
     items.sort(key=_order)
     config.stash[NEEDS_DEMO] = any(_order(item) >= 2 for item in items)
-    if any(_order(item) >= 1 for item in items) and "lab" not in BACKGROUND:
+    if SHARE_CORES and any(_order(item) >= 1 for item in items) and "lab" not in BACKGROUND:
         BACKGROUND["lab"] = BackgroundCli("lab", "build", "--json", env={"LLMCOURSE_HOME": os.environ["LLMCOURSE_HOME"]})
 
 
@@ -101,7 +116,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture(autouse=True)
 def _share_the_cores() -> None:
-    """One torch thread per process while a background job runs, the machine's default otherwise."""
+    """One torch thread per test process while a background job runs, the default otherwise."""
     busy = any(job.running() for job in BACKGROUND.values())
     if busy:
         os.environ["OMP_NUM_THREADS"] = "1"
@@ -110,8 +125,7 @@ def _share_the_cores() -> None:
     else:
         os.environ["OMP_NUM_THREADS"] = DEFAULT_THREADS
     if "torch" in sys.modules:
-        torch = sys.modules["torch"]
-        torch.set_num_threads(1 if busy else int(DEFAULT_THREADS or os.cpu_count() or 1))
+        sys.modules["torch"].set_num_threads(1 if busy else int(DEFAULT_THREADS or os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")
@@ -123,14 +137,11 @@ def lab_home() -> Path:
 @pytest.fixture(scope="session")
 def lab_base(lab_home: Path, request: pytest.FixtureRequest) -> dict:
     """The lab base built once with the shipped recipe, through `llmcourse lab build --json`; once
-    it exists, the demo starts in the background if any test needs it."""
-    job = BACKGROUND.get("lab") or BackgroundCli("lab", "build", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
-    result = job.result()
+    it exists, the demo starts in the background if any test needs it (when sharing cores)."""
+    result = BACKGROUND["lab"].result() if "lab" in BACKGROUND else run_cli("lab", "build", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
-    if request.config.stash.get(NEEDS_DEMO, False) and "demo" not in BACKGROUND:
-        # While `make test` still builds the GGUF engine, the first pytest session runs the demo without it.
-        skip = ["--skip", os.environ["LLMCOURSE_TEST_DEMO_SKIP"]] if os.environ.get("LLMCOURSE_TEST_DEMO_SKIP") else []
-        BACKGROUND["demo"] = BackgroundCli("demo", "--json", *skip, env={"LLMCOURSE_HOME": str(lab_home)})
+    if SHARE_CORES and request.config.stash.get(NEEDS_DEMO, False) and "demo" not in BACKGROUND:
+        BACKGROUND["demo"] = BackgroundCli(*_demo_args(), env={"LLMCOURSE_HOME": str(lab_home)})
     return json.loads(result.stdout)
 
 
@@ -168,7 +179,6 @@ def lab_dpo(lab_sft: str, request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def demo_report(lab_base: dict, lab_home: Path) -> dict:
     """`llmcourse demo --json` run once per session: its stages are the lab models other tests start from."""
-    job = BACKGROUND.get("demo") or BackgroundCli("demo", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
-    result = job.result()
+    result = BACKGROUND["demo"].result() if "demo" in BACKGROUND else run_cli(*_demo_args(), env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
     return {**json.loads(result.stdout), "stderr": result.stderr}

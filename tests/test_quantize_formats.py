@@ -1,11 +1,13 @@
-"""`llmcourse quantize` beyond GGUF and int8: bitsandbytes NF4 and LLM.int8 folders that reload
-quantized, generate and get the same quality report; EXL2 stops on a CPU machine before anything
-loads, and converts on a GPU machine."""
+"""`llmcourse quantize` beyond GGUF and int8: bitsandbytes NF4 and LLM.int8 folders and HQQ folders
+that reload quantized, generate and get the same quality report (one table for every format of a
+run); EXL2 stops on a CPU machine before anything loads, and converts on a GPU machine."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -14,46 +16,76 @@ from conftest import run_cli
 from llmcourse.cli import app
 
 
-@pytest.mark.slow
-def test_bnb_nf4_and_int8_reload_quantized_generate_and_report(lab_sft: str, tmp_path: Path) -> None:
+def greedy_answer(model: Any, tokenizer: Any, question: str) -> str:
+    """A few greedy tokens for one chat question."""
     import torch
+
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=4, do_sample=False)
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+@pytest.mark.slow
+def test_bnb_and_hqq_folders_reload_quantized_generate_and_share_one_report(lab_sft: str, tmp_path: Path) -> None:
+    from hqq.core.quantize import HQQLinear
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from llmcourse.quantize.hqq import load_quantized
+
     sft = lab_sft
-    result = run_cli("quantize", sft, "--format", "bnb", "--method", "nf4,int8", "-o", str(tmp_path), "--json")
+    result = run_cli("quantize", sft, "--format", "bnb,hqq", "--method", "nf4,int8,4bit,2bit", "-o", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    folder = Path(summary["folders"]["bnb"])
-    assert folder.name == f"{Path(sft).name}-bnb-nf4-int8"
+    folder, hqq = Path(summary["folders"]["bnb"]), Path(summary["folders"]["hqq"])
+    assert folder.name == f"{Path(sft).name}-bnb-nf4-int8" and hqq.name == f"{Path(sft).name}-4bit-2bit-HQQ"
     rows = {row["method"]: row for row in summary["report"]}
+    assert [row["format"] for row in summary["report"]] == ["source", "bnb", "bnb", "hqq", "hqq"], "one table for both formats"
     assert rows["nf4"]["ppl_ratio"] < 1.15 and rows["int8"]["ppl_ratio"] < 1.02, rows
     assert rows["nf4"]["top1_agreement"] > 0.85 and rows["nf4"]["size_mb"] < rows["-"]["size_mb"] / 2
+    assert rows["4bit"]["ppl_ratio"] < 1.15 and rows["4bit"]["top1_agreement"] > 0.85, rows
+    assert rows["2bit"]["kl_divergence"] > rows["4bit"]["kl_divergence"] and rows["2bit"]["size_mb"] < rows["4bit"]["size_mb"], rows
+    assert "hqq" in result.stderr and "bnb" in result.stderr
     for method, layer in (("nf4", "Linear4bit"), ("int8", "Linear8bitLt")):
         config = json.loads((folder / method / "config.json").read_text())["quantization_config"]
         assert config["quant_method"] == "bitsandbytes"
         model = AutoModelForCausalLM.from_pretrained(folder / method, device_map="cpu")
         assert any(type(m).__name__ == layer for m in model.modules()), method
-        tokenizer = AutoTokenizer.from_pretrained(folder / method)
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Is 14 even or odd?"}], tokenize=False, add_generation_prompt=True)
-        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=4, do_sample=False)
-        assert tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip(), method
+        assert greedy_answer(model, AutoTokenizer.from_pretrained(folder / method), "Is 14 even or odd?"), method
     card = (folder / "README.md").read_text()
     assert f"base_model: {sft}" in card and "bitsandbytes" in card
+    source = AutoModelForCausalLM.from_pretrained(sft)
+    linear = sum(1 for name, m in source.named_modules() if type(m).__name__ == "Linear" and not name.endswith("lm_head"))
+    model = load_quantized(hqq / "4bit", device="cpu")
+    assert sum(1 for m in model.modules() if isinstance(m, HQQLinear)) == linear, "every linear layer but the head is HQQ"
+    tokenizer = AutoTokenizer.from_pretrained(hqq / "4bit")
+    question = "Is 14 even or odd?"
+    assert greedy_answer(model, tokenizer, question) == greedy_answer(source, tokenizer, question), "4-bit HQQ answers like its source"
+    assert not list(hqq.rglob("*.pt")) and (hqq / "2bit" / "qmodel.safetensors").is_file(), "safetensors only"
+    assert "library_name: hqq" in (hqq / "README.md").read_text()
     scored = CliRunner().invoke(app, ["eval", str(folder / "nf4"), "--tasks", "lab_sentiment_mc", "--limit", "10", "-o", str(tmp_path / "eval")])
     assert scored.exit_code == 0, scored.output
     board = json.loads((tmp_path / "eval" / "report.json").read_text())["models"][0]
     assert board["scores"]["lab_sentiment_mc"] >= 0.8, "a quantized folder is evaluated as it loads"
 
 
-def test_exl2_on_a_cpu_machine_stops_before_loading(lab_sft: str, tmp_path: Path) -> None:
+def test_exl2_on_a_cpu_machine_and_bad_options_stop_before_loading(lab_sft: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "exl2", "--method", "4.0", "--no-report",
                                       "-o", str(tmp_path / "out")])
     assert result.exit_code == 2 and "needs a CUDA GPU" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
     bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "bnb", "--method", "nf5", "-o", str(tmp_path / "out")])
     assert bad.exit_code == 2 and "did you mean 'nf4'" in bad.output
+    bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "hqq", "--method", "5bit", "-o", str(tmp_path / "out")])
+    assert bad.exit_code == 2 and "unknown method '5bit'" in bad.output and "4bit" in bad.output
+    bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "hqq", "--group-size", "48", "-o", str(tmp_path / "out")])
+    assert bad.exit_code == 2 and "hqq.group_size: 48 does not divide the model's hidden_size" in bad.output, bad.output
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "hqq" else real_find_spec(name, *args))
+    missing = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "hqq", "-o", str(tmp_path / "out")])
+    assert missing.exit_code == 2 and "needs hqq, which is not installed" in missing.output and "pip install 'llmcourse[hqq]'" in missing.output
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.gpu

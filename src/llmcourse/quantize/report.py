@@ -3,7 +3,7 @@
 The source's next-token log-probabilities on held-out text are computed once and kept on disk (as
 llama.cpp's `--kl-divergence-base` does); every output is then scored on the same token ids:
 perplexity and its ratio to the source, mean KL(source ‖ quant), top-1 agreement, size, bits per
-weight and greedy decode tokens/s. GGUF files run through llama.cpp, HF folders through transformers.
+weight and greedy decode tokens/s. GGUF files run through llama.cpp, HF folders through transformers, HQQ folders through hqq.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ def log_softmax(logits: Any) -> Any:
 class HfScorer:
     """Logits and decode speed of a transformers model."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, model: Any = None) -> None:
         import torch
 
         from llmcourse.modelio import load_causal_lm
 
-        self.model, _ = load_causal_lm(path, dtype=torch.float32, device="cpu")
+        self.model = model if model is not None else load_causal_lm(path, dtype=torch.float32, device="cpu")[0]
 
     def logits(self, block: list[int]) -> Any:
         """Logits for every position of one block."""
@@ -99,6 +99,10 @@ def scorer_for(output: QuantOutput, context: int) -> Any:
     """The scorer that loads `output` the way its users will: llama.cpp for GGUF, transformers otherwise."""
     if output.loader == "gguf":
         return GgufScorer(str(output.path), context)
+    if output.loader == "hqq":
+        from llmcourse.quantize.hqq import load_quantized
+
+        return HfScorer(str(output.path), load_quantized(output.path, device="cpu"))
     return HfScorer(str(output.path))
 
 

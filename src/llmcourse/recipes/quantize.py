@@ -1,6 +1,6 @@
 """Recipe for `llmcourse quantize`: one source model, one or more formats, one quality report.
 
-Each format has its own section (`gguf:`, `int8:`); a format's methods are checked against the names
+Each format has its own section (`gguf:`, `int8:`, `bnb:`, `hqq:`, `exl2:`); a format's methods are checked against the names
 its engine offers before any weight is loaded (`llmcourse.quantize.registry`).
 """
 
@@ -42,6 +42,19 @@ class BnbSection(Recipe):
     double_quant: bool = True
 
 
+class HqqSection(Recipe):
+    """HQQ (hqq package, no calibration): bit widths, group size and the grouping axis."""
+
+    methods: list[str] = Field(default_factory=lambda: ["4bit"], description="bit widths: 8bit, 4bit, 3bit, 2bit, 1bit")
+    group_size: int = Field(default=64, gt=0, description="weights per scale/zero group; must divide the hidden and MLP sizes")
+    axis: Literal[0, 1] = Field(default=1, description="1 groups along the input dimension (hqq's default), 0 along the output")
+
+    @field_validator("methods")
+    @classmethod
+    def _lower(cls, methods: list[str]) -> list[str]:
+        return [m.lower() for m in methods]
+
+
 class Exl2Section(Recipe):
     """ExLlamaV2 (CUDA only): bits per weight, head bits, calibration, resumable work folder."""
 
@@ -58,6 +71,7 @@ class QuantizeRecipe(CommandRecipe):
     gguf: GgufSection = Field(default_factory=GgufSection)
     int8: Int8Section = Field(default_factory=Int8Section)
     bnb: BnbSection = Field(default_factory=BnbSection)
+    hqq: HqqSection = Field(default_factory=HqqSection)
     exl2: Exl2Section = Field(default_factory=Exl2Section)
     calibration: str = Field(default="lab://corpus", description="calibration text: lab://corpus or a .txt/.jsonl file")
     calibration_samples: int = Field(default=64, gt=0)
