@@ -15,13 +15,16 @@ from llmcourse.errors import EXIT_USER_ERROR, Interrupted, UserError
 
 def fail(error: UserError, debug: bool) -> NoReturn:
     """Print a user error as one line (+ hint) on stderr and exit 2."""
+    from rich.markup import escape
+
     from llmcourse.console import err
 
     if debug:
         err.print(traceback.format_exc(), markup=False, highlight=False)
-    err.print(f"[bold red]error:[/] {error.message}", markup=True, highlight=False, soft_wrap=True)
+    # Messages quote user input and pip extras (`llmcourse[hqq]`): printed as written, never as markup.
+    err.print(f"[bold red]error:[/] {escape(error.message)}", markup=True, highlight=False, soft_wrap=True)
     if error.hint:
-        err.print(f"  [dim]hint:[/] {error.hint}", highlight=False, soft_wrap=True)
+        err.print(f"  [dim]hint:[/] {escape(error.hint)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USER_ERROR)
 
 

@@ -1,0 +1,117 @@
+"""The lab merging experiment: two specialists, four merges, held-out exact match on both skills.
+
+From the lab SFT model (the demo's, reused from the lab cache), two specialists are fine-tuned on
+one skill each with `llmcourse sft`; they are merged with linear, slerp, ties and dare_ties by
+`llmcourse merge` (mergekit YAML, fixed seed); then `llmcourse eval` scores the parent, both
+specialists and every merge on the two skills' held-out questions (lm-eval, exact match) in one
+report. Printed: each model's scores and, per merge, the share of each specialist's own-skill
+score it keeps (goal: the best merge keeps >= 80 % of both).
+
+    python benchmarks/merge_specialists.py [--skills parity,larger] [--steps 150] [--work DIR] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def cli(*args: str) -> str:
+    """Run `python -m llmcourse ARGS`; its stdout (exits with its stderr on failure)."""
+    result = subprocess.run([sys.executable, "-m", "llmcourse", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"llmcourse {' '.join(args[:2])} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def parent_model() -> str:
+    """The demo's SFT model (built with the shipped lab recipes, or reused from the lab cache)."""
+    from llmcourse.cache import run_cached
+    from llmcourse.demo import sft_recipe
+    from llmcourse.finetune.sft import run as run_sft
+
+    base = json.loads(cli("lab", "build", "--json"))["path"]
+    path, _ = run_cached("sft", sft_recipe(base), run_sft)
+    return str(path)
+
+
+def specialist(parent: str, skill: str, steps: int, work: Path) -> str:
+    """The parent fine-tuned further on one skill only (same chat template, answers-only loss)."""
+    out = work / f"specialist-{skill}"
+    if not (out / "report.json").is_file():
+        cli("sft", "lab/sft", f"base_model={parent}", f"datasets.0.path=lab://{skill}", "datasets.0.num_samples=4000",
+            f"max_steps={steps}", "learning_rate=1.0e-3", "warmup_steps=10", "eval_lab_count=0", "-o", str(out), "--overwrite")
+    return str(out)
+
+
+def merge_configs(parent: str, a: str, b: str, layers: int) -> dict[str, dict]:
+    """mergekit YAML (as dicts) for the four methods, each as its documentation writes it."""
+    both = [{"model": a}, {"model": b}]
+    task = {"density": 0.5, "weight": 1.0}
+    return {
+        "linear": {"merge_method": "linear", "models": [{**m, "parameters": {"weight": 0.5}} for m in both], "dtype": "float32"},
+        "slerp": {"merge_method": "slerp", "base_model": a, "dtype": "float32",
+                  "slices": [{"sources": [{"model": a, "layer_range": [0, layers]}, {"model": b, "layer_range": [0, layers]}]}],
+                  "parameters": {"t": 0.5}},
+        "ties": {"merge_method": "ties", "base_model": parent, "dtype": "float32",
+                 "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": True}},
+        "dare_ties": {"merge_method": "dare_ties", "base_model": parent, "dtype": "float32",
+                      "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": True}},
+    }
+
+
+def main() -> None:
+    """Build, merge, evaluate, print the table and the kept shares."""
+    import yaml
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skills", default="parity,larger", help="two lab skills, one per specialist")
+    parser.add_argument("--steps", type=int, default=150, help="SFT steps per specialist")
+    parser.add_argument("--limit", type=int, default=100, help="held-out questions per skill")
+    parser.add_argument("--work", type=Path, default=None, help="work folder (kept; specialists are reused)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args()
+    skills = args.skills.split(",")
+    if len(skills) != 2:
+        sys.exit("--skills: give exactly two lab skills")
+    work = args.work or Path(tempfile.mkdtemp(prefix="merge-specialists-"))
+    work.mkdir(parents=True, exist_ok=True)
+    parent = parent_model()
+    experts = [specialist(parent, skill, args.steps, work) for skill in skills]
+    layers = json.loads((Path(parent) / "config.json").read_text())["num_hidden_layers"]
+    models = {"parent (SFT)": parent, f"specialist {skills[0]}": experts[0], f"specialist {skills[1]}": experts[1]}
+    for method, config in merge_configs(parent, *experts, layers).items():
+        out = work / f"merge-{method}"
+        if not (out / "config.json").is_file():
+            (work / f"{method}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            cli("merge", str(work / f"{method}.yaml"), "-o", str(out), "--random-seed", "0", "--overwrite")
+        models[method] = str(out)
+    tasks = ",".join(f"lab_{skill}" for skill in skills)
+    summary = json.loads(cli("eval", *models.values(), "--tasks", tasks, "--limit", str(args.limit), "--chat-template",
+                             "-o", str(work / "eval"), "--overwrite", "--json"))
+    scores = {label: entry["scores"] for label, entry in zip(models, summary["models"])}
+    own = {skill: scores[f"specialist {skill}"][f"lab_{skill}"] for skill in skills}
+    print(f"held-out exact match ({args.limit} questions per skill)")
+    print(f"{'model':<22}" + "".join(f"{skill:>14}" for skill in skills) + "   kept (min over skills)")
+    results = {}
+    for label, row in scores.items():
+        kept = {skill: row[f"lab_{skill}"] / own[skill] if own[skill] else 0.0 for skill in skills}
+        results[label] = {"scores": {skill: row[f"lab_{skill}"] for skill in skills}, "kept": kept, "path": models[label]}
+        print(f"{label:<22}" + "".join(f"{row[f'lab_{skill}']:>14.2f}" for skill in skills) + f"   {min(kept.values()):.0%}")
+    merges = [label for label in results if label in ("linear", "slerp", "ties", "dare_ties")]
+    best = max(merges, key=lambda label: min(results[label]["kept"].values()))
+    print(f"best merge: {best}, keeps {min(results[best]['kept'].values()):.0%} of each specialist's own-skill score (goal >= 80 %)")
+    if args.json:
+        args.json.write_text(json.dumps({"skills": skills, "steps": args.steps, "results": results, "best": best}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
