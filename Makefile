@@ -18,6 +18,7 @@ LLAMA_CPP_TAG     := $(shell cat $(LLAMA_CPP_HOOK) | sha256sum | cut -c1-8)
 LLAMA_CPP_CACHE   ?= $(HOME)/.cache/llmcourse/build/llama-cpp-python-$(LLAMA_CPP_VERSION)-portable-$(LLAMA_CPP_TAG)
 GGUF_STAMP        := $(VENV)/.gguf-engine-$(LLAMA_CPP_VERSION)
 NOT_GPU           := not gpu
+HQQ_SIDE          := $(VENV)/side/hqq
 
 .PHONY: install gguf-engine demo test test-gpu clean
 
@@ -27,8 +28,11 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# torch first, so nothing below resolves torch to a multi-GB CUDA build.
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test,plot]"
+	@# hqq goes beside the environment, not into it: once installed, transformers imports it with
+	@# every model (and hqq compiles at import, ~4 s), so only the hqq tests put it on their path.
 	@# DISABLE_CUDA=1: hqq would otherwise try to compile CUDA kernels while it installs.
-	DISABLE_CUDA=1 $(BIN)/pip install --quiet -e ".[test,plot]"
+	DISABLE_CUDA=1 $(BIN)/pip install --quiet --no-deps --target $(HQQ_SIDE) "hqq==0.2.8.post1" "einops>=0.8" "termcolor>=2"
 	@rm -f $(VENV)/.install-stamp-*
 	@touch $@
 
@@ -54,7 +58,7 @@ test: install
 	@echo "building the GGUF engine in the background (log: $(VENV)/gguf-engine.log)"
 	@$(MAKE) --no-print-directory gguf-engine > $(VENV)/gguf-engine.log 2>&1 & engine=$$!; \
 	home=$$(mktemp -d); \
-	LLMCOURSE_TEST_HOME=$$home LLMCOURSE_TEST_DEMO_SKIP=gguf $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and not gguf" --durations=15; first=$$?; \
+	LLMCOURSE_TEST_HOME=$$home LLMCOURSE_TEST_DEMO_SKIP=gguf LLMCOURSE_TEST_HQQ=$(CURDIR)/$(HQQ_SIDE) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and not gguf" --durations=15; first=$$?; \
 	wait $$engine || { tail -40 $(VENV)/gguf-engine.log; rm -rf $$home; exit 1; }; \
 	LLMCOURSE_TEST_HOME=$$home $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and gguf" --durations=10; second=$$?; \
 	rm -rf $$home; test $$first -eq 0 -a $$second -eq 0

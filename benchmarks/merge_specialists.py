@@ -7,12 +7,13 @@ specialists and every merge on the two skills' held-out questions (lm-eval, exac
 report. Printed: each model's scores and, per merge, the share of each specialist's own-skill
 score it keeps (goal: the best merge keeps >= 80 % of both).
 
-    python benchmarks/merge_specialists.py [--skills parity,larger] [--steps 150] [--work DIR] [--json OUT.json]
+    python benchmarks/merge_specialists.py [--skills parity,first_letter] [--steps 100] [--lr 3e-4] [--work DIR] [--json OUT.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -43,28 +44,30 @@ def parent_model() -> str:
     return str(path)
 
 
-def specialist(parent: str, skill: str, steps: int, work: Path) -> str:
+def specialist(parent: str, skill: str, steps: int, learning_rate: float, work: Path) -> str:
     """The parent fine-tuned further on one skill only (same chat template, answers-only loss)."""
-    out = work / f"specialist-{skill}"
+    out = work / f"specialist-{skill}-{steps}-{learning_rate:g}"
     if not (out / "report.json").is_file():
         cli("sft", "lab/sft", f"base_model={parent}", f"datasets.0.path=lab://{skill}", "datasets.0.num_samples=4000",
-            f"max_steps={steps}", "learning_rate=1.0e-3", "warmup_steps=10", "eval_lab_count=0", "-o", str(out), "--overwrite")
+            f"max_steps={steps}", f"learning_rate={learning_rate}", "warmup_steps=10", "eval_lab_count=0", "-o", str(out), "--overwrite")
     return str(out)
 
 
 def merge_configs(parent: str, a: str, b: str, layers: int) -> dict[str, dict]:
     """mergekit YAML (as dicts) for the four methods, each as its documentation writes it."""
     both = [{"model": a}, {"model": b}]
-    task = {"density": 0.5, "weight": 1.0}
+    # Task vectors added, not averaged (normalize: false), each at 0.7: the skills differ, so both
+    # changes are wanted; at full weight the two interfere (measured: one skill falls below its parent).
+    task = {"density": 0.8, "weight": 0.7}
     return {
         "linear": {"merge_method": "linear", "models": [{**m, "parameters": {"weight": 0.5}} for m in both], "dtype": "float32"},
         "slerp": {"merge_method": "slerp", "base_model": a, "dtype": "float32",
                   "slices": [{"sources": [{"model": a, "layer_range": [0, layers]}, {"model": b, "layer_range": [0, layers]}]}],
                   "parameters": {"t": 0.5}},
         "ties": {"merge_method": "ties", "base_model": parent, "dtype": "float32",
-                 "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": True}},
+                 "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
         "dare_ties": {"merge_method": "dare_ties", "base_model": parent, "dtype": "float32",
-                      "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": True}},
+                      "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
     }
 
 
@@ -73,8 +76,9 @@ def main() -> None:
     import yaml
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skills", default="parity,larger", help="two lab skills, one per specialist")
-    parser.add_argument("--steps", type=int, default=150, help="SFT steps per specialist")
+    parser.add_argument("--skills", default="parity,first_letter", help="two lab skills, one per specialist")
+    parser.add_argument("--steps", type=int, default=100, help="SFT steps per specialist")
+    parser.add_argument("--lr", type=float, default=3.0e-4, help="specialists' learning rate")
     parser.add_argument("--limit", type=int, default=100, help="held-out questions per skill")
     parser.add_argument("--work", type=Path, default=None, help="work folder (kept; specialists are reused)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -85,14 +89,15 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="merge-specialists-"))
     work.mkdir(parents=True, exist_ok=True)
     parent = parent_model()
-    experts = [specialist(parent, skill, args.steps, work) for skill in skills]
+    experts = [specialist(parent, skill, args.steps, args.lr, work) for skill in skills]
     layers = json.loads((Path(parent) / "config.json").read_text())["num_hidden_layers"]
     models = {"parent (SFT)": parent, f"specialist {skills[0]}": experts[0], f"specialist {skills[1]}": experts[1]}
     for method, config in merge_configs(parent, *experts, layers).items():
-        out = work / f"merge-{method}"
+        text = yaml.safe_dump(config, sort_keys=False)
+        out = work / f"merge-{method}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
         if not (out / "config.json").is_file():
-            (work / f"{method}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-            cli("merge", str(work / f"{method}.yaml"), "-o", str(out), "--random-seed", "0", "--overwrite")
+            (work / f"{out.name}.yaml").write_text(text)
+            cli("merge", str(work / f"{out.name}.yaml"), "-o", str(out), "--random-seed", "0", "--overwrite")
         models[method] = str(out)
     tasks = ",".join(f"lab_{skill}" for skill in skills)
     summary = json.loads(cli("eval", *models.values(), "--tasks", tasks, "--limit", str(args.limit), "--chat-template",

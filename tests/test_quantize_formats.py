@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ from typer.testing import CliRunner
 
 from conftest import run_cli
 from llmcourse.cli import app
+
+# `make test` installs hqq beside the environment (see the Makefile); elsewhere it is installed in it.
+HQQ_BESIDE = os.environ.get("LLMCOURSE_TEST_HQQ")
 
 
 def greedy_answer(model: Any, tokenizer: Any, question: str) -> str:
@@ -28,14 +32,17 @@ def greedy_answer(model: Any, tokenizer: Any, question: str) -> str:
 
 
 @pytest.mark.slow
-def test_bnb_and_hqq_folders_reload_quantized_generate_and_share_one_report(lab_sft: str, tmp_path: Path) -> None:
+def test_bnb_and_hqq_folders_reload_quantized_generate_and_share_one_report(lab_sft: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if HQQ_BESIDE:
+        monkeypatch.syspath_prepend(HQQ_BESIDE)
     from hqq.core.quantize import HQQLinear
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llmcourse.quantize.hqq import load_quantized
 
     sft = lab_sft
-    result = run_cli("quantize", sft, "--format", "bnb,hqq", "--method", "nf4,int8,4bit,2bit", "-o", str(tmp_path), "--json")
+    result = run_cli("quantize", sft, "--format", "bnb,hqq", "--method", "nf4,int8,4bit,2bit", "-o", str(tmp_path), "--json",
+                     env={"PYTHONPATH": HQQ_BESIDE} if HQQ_BESIDE else None)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     folder, hqq = Path(summary["folders"]["bnb"]), Path(summary["folders"]["hqq"])
@@ -71,6 +78,8 @@ def test_bnb_and_hqq_folders_reload_quantized_generate_and_share_one_report(lab_
 
 
 def test_exl2_on_a_cpu_machine_and_bad_options_stop_before_loading(lab_sft: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if HQQ_BESIDE:
+        monkeypatch.syspath_prepend(HQQ_BESIDE)
     result = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "exl2", "--method", "4.0", "--no-report",
                                       "-o", str(tmp_path / "out")])
     assert result.exit_code == 2 and "needs a CUDA GPU" in result.output and "Traceback" not in result.output
