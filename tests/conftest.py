@@ -46,7 +46,6 @@ class BackgroundCli:
     """`python -m llmcourse ARGS` started now in its own process; `result()` waits for it."""
 
     def __init__(self, *args: str, env: dict[str, str]) -> None:
-        self.args = args
         self.stdout = tempfile.TemporaryFile(mode="w+")
         self.stderr = tempfile.TemporaryFile(mode="w+")
         full_env = {**os.environ, **env, "OMP_WAIT_POLICY": "PASSIVE"}

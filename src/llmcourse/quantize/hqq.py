@@ -22,7 +22,7 @@ WEIGHTS_FILE = "qmodel.safetensors"
 
 
 def method_bits(method: str) -> int:
-    """`4bit` (or `4`) → 4."""
+    """The bit width a method names: `4bit` → 4."""
     return int(method.lower().removesuffix("bit"))
 
 
