@@ -19,6 +19,12 @@ LLAMA_CPP_CACHE   ?= $(HOME)/.cache/llmcourse/build/llama-cpp-python-$(LLAMA_CPP
 GGUF_STAMP        := $(VENV)/.gguf-engine-$(LLAMA_CPP_VERSION)
 NOT_GPU           := not gpu
 HQQ_SIDE          := $(VENV)/side/hqq
+GPTQ_SIDE         := $(VENV)/side/gptq
+# GPTQModel 7.6.0 is the newest release that runs with torch < 2.14; these are its run-time
+# dependencies that the environment lacks (numpy, transformers, accelerate... are shared).
+GPTQ_PACKAGES     := gptqmodel==7.6.0 optimum==2.3.0 torchao==0.18.0 device-smi==0.5.7 pypcre==0.6.4 tokenicer==0.0.14 \
+                     logbar==0.4.15 defuser==0.0.28
+SIDE_PATHS        := LLMCOURSE_TEST_HQQ=$(CURDIR)/$(HQQ_SIDE) LLMCOURSE_TEST_GPTQ=$(CURDIR)/$(GPTQ_SIDE)
 
 .PHONY: install gguf-engine demo test test-gpu clean
 
@@ -33,6 +39,9 @@ $(STAMP): pyproject.toml Makefile
 	@# every model (and hqq compiles at import, ~4 s), so only the hqq tests put it on their path.
 	@# DISABLE_CUDA=1: hqq would otherwise try to compile CUDA kernels while it installs.
 	DISABLE_CUDA=1 $(BIN)/pip install --quiet --no-deps --target $(HQQ_SIDE) "hqq==0.2.8.post1" "einops>=0.8" "termcolor>=2"
+	@# GPTQModel too (it brings torchao, which transformers then imports with every model), and
+	@# without its pins (numpy==2.2.6) that would change the shared environment.
+	$(BIN)/pip install --quiet --no-deps --target $(GPTQ_SIDE) $(GPTQ_PACKAGES)
 	@rm -f $(VENV)/.install-stamp-*
 	@touch $@
 
@@ -49,8 +58,9 @@ $(GGUF_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet "gguf>=0.19" $(LLAMA_CPP_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	@touch $@
 
+# The demo's GPTQ row uses the GPTQModel installed beside the environment.
 demo: install gguf-engine
-	$(OFFLINE) $(BIN)/llmcourse demo
+	PYTHONPATH=$(CURDIR)/$(GPTQ_SIDE) $(OFFLINE) $(BIN)/llmcourse demo
 
 # The GGUF engine compiles (niced) while the tests that do not need it run; the `gguf` tests run
 # after it, in a second pytest session that shares the first one's lab models.
@@ -58,14 +68,14 @@ test: install
 	@echo "building the GGUF engine in the background (log: $(VENV)/gguf-engine.log)"
 	@$(MAKE) --no-print-directory gguf-engine > $(VENV)/gguf-engine.log 2>&1 & engine=$$!; \
 	home=$$(mktemp -d); \
-	LLMCOURSE_TEST_HOME=$$home LLMCOURSE_TEST_DEMO_SKIP=gguf LLMCOURSE_TEST_HQQ=$(CURDIR)/$(HQQ_SIDE) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and not gguf" --durations=15; first=$$?; \
+	LLMCOURSE_TEST_HOME=$$home LLMCOURSE_TEST_DEMO_SKIP=gguf $(SIDE_PATHS) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and not gguf" --durations=15; first=$$?; \
 	wait $$engine || { tail -40 $(VENV)/gguf-engine.log; rm -rf $$home; exit 1; }; \
-	LLMCOURSE_TEST_HOME=$$home $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and gguf" --durations=10; second=$$?; \
+	LLMCOURSE_TEST_HOME=$$home $(SIDE_PATHS) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and gguf" --durations=10; second=$$?; \
 	rm -rf $$home; test $$first -eq 0 -a $$second -eq 0
 
 # GPU-marked tests, on a CUDA machine (pytest's exit code 5, "no tests collected", is not a failure).
 test-gpu: install gguf-engine
-	$(OFFLINE) $(BIN)/python -m pytest -q -m gpu || [ $$? -eq 5 ]
+	$(SIDE_PATHS) $(OFFLINE) $(BIN)/python -m pytest -q -m gpu || [ $$? -eq 5 ]
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -75,6 +75,15 @@ NEEDS_DEMO = pytest.StashKey[bool]()
 DEFAULT_THREADS = os.environ.get("OMP_NUM_THREADS")
 DEMO_SKIP = [name for name in os.environ.get("LLMCOURSE_TEST_DEMO_SKIP", "").split(",") if name]
 SHARE_CORES = "gguf" in DEMO_SKIP  # see the module docstring
+# `make test` installs GPTQModel beside the environment; the demo's GPTQ stage finds it there.
+GPTQ_BESIDE = os.environ.get("LLMCOURSE_TEST_GPTQ")
+
+
+def _demo_env(lab_home: Path | str) -> dict[str, str]:
+    env = {"LLMCOURSE_HOME": str(lab_home)}
+    if GPTQ_BESIDE:
+        env["PYTHONPATH"] = GPTQ_BESIDE
+    return env
 
 
 def _demo_args() -> list[str]:
@@ -140,7 +149,7 @@ def lab_base(lab_home: Path, request: pytest.FixtureRequest) -> dict:
     result = BACKGROUND["lab"].result() if "lab" in BACKGROUND else run_cli("lab", "build", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
     if SHARE_CORES and request.config.stash.get(NEEDS_DEMO, False) and "demo" not in BACKGROUND:
-        BACKGROUND["demo"] = BackgroundCli(*_demo_args(), env={"LLMCOURSE_HOME": str(lab_home)})
+        BACKGROUND["demo"] = BackgroundCli(*_demo_args(), env=_demo_env(lab_home))
     return json.loads(result.stdout)
 
 
@@ -178,6 +187,6 @@ def lab_dpo(lab_sft: str, request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def demo_report(lab_base: dict, lab_home: Path) -> dict:
     """`llmcourse demo --json` run once per session: its stages are the lab models other tests start from."""
-    result = BACKGROUND["demo"].result() if "demo" in BACKGROUND else run_cli(*_demo_args(), env={"LLMCOURSE_HOME": str(lab_home)})
+    result = BACKGROUND["demo"].result() if "demo" in BACKGROUND else run_cli(*_demo_args(), env=_demo_env(lab_home))
     assert result.returncode == 0, result.stderr
     return {**json.loads(result.stdout), "stderr": result.stderr}

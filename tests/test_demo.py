@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
-from conftest import run_cli
+import pytest
+
+from conftest import GPTQ_BESIDE, run_cli
 
 
 def test_demo_measures_the_base(demo_report: dict, lab_base: dict) -> None:
@@ -47,13 +50,27 @@ def test_family_tree_of_the_final_model_reaches_the_base(demo_report: dict) -> N
 
 
 def test_demo_prints_a_table_and_reuses_its_stages(demo_report: dict, lab_home: Path) -> None:
-    result = run_cli("demo", "--skip", "gguf", "--skip", "generate", env={"LLMCOURSE_HOME": str(lab_home)})
+    result = run_cli("demo", "--skip", "gguf", "--skip", "generate", "--skip", "gptq", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr
     assert "llmcourse demo" in result.stdout and "base (Q/A prompt)" in result.stdout and "SFT" in result.stdout and "DPO" in result.stdout
     assert "reusing" in result.stderr and "points over the base" in result.stderr
     assert "held-out reward accuracy" in result.stderr
     assert "merge: slerp(SFT, DPO)" in result.stdout and "family tree of the final model: 4 models" in result.stderr
-    assert "GGUF Q8_0 (llama.cpp)" not in result.stdout and "generate (final model)" not in result.stderr
+    assert "GGUF Q8_0 (llama.cpp)" not in result.stdout and "generate (final model)" not in result.stderr and "GPTQ 4-bit" not in result.stdout
+
+
+def test_demo_adds_a_gptq_row_that_keeps_the_merge_s_exact_match(demo_report: dict) -> None:
+    if not GPTQ_BESIDE and importlib.util.find_spec("gptqmodel") is None:
+        pytest.skip("GPTQModel is not installed here (make test installs it beside the environment)")
+    stages = demo_report["stages"]
+    merge, gptq = stages[4], stages[-1]
+    assert gptq["stage"] == "GPTQ 4-bit g128 (GPTQModel)", [stage["stage"] for stage in stages]
+    config = json.loads((Path(gptq["path"]) / "quantize_config.json").read_text())
+    assert (config["quant_method"], config["bits"], config["group_size"]) == ("gptq", 4, 128)
+    quantized, full = gptq["metrics"], merge["metrics"]
+    assert quantized["ppl_ratio"] < 1.10 and quantized["size_mb"] < full["size_mb"] / 3, quantized
+    assert quantized["exact_match/mean"] >= full["exact_match/mean"] - 0.05, (full, quantized)
+    assert "GPTQ 4-bit g128 (GPTQModel): exact match" in demo_report["stderr"]
 
 
 def test_demo_ends_by_generating_from_the_final_model(demo_report: dict) -> None:

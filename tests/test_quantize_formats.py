@@ -1,6 +1,7 @@
-"""`llmcourse quantize` beyond GGUF and int8: bitsandbytes NF4 and LLM.int8 folders and HQQ folders
-that reload quantized, generate and get the same quality report (one table for every format of a
-run); EXL2 stops on a CPU machine before anything loads, and converts on a GPU machine."""
+"""`llmcourse quantize` beyond GGUF and int8: bitsandbytes NF4 and LLM.int8 folders, HQQ folders and
+GPTQ / AWQ folders that reload quantized, generate and get the same quality report (one table for
+every format of a run); EXL2 stops on a CPU machine before anything loads, and converts on a GPU
+machine."""
 
 from __future__ import annotations
 
@@ -10,14 +11,40 @@ import os
 from pathlib import Path
 from typing import Any
 
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
 from conftest import run_cli
 from llmcourse.cli import app
 
-# `make test` installs hqq beside the environment (see the Makefile); elsewhere it is installed in it.
+# `make test` installs hqq and GPTQModel beside the environment (see the Makefile); elsewhere they are in it.
 HQQ_BESIDE = os.environ.get("LLMCOURSE_TEST_HQQ")
+GPTQ_BESIDE = os.environ.get("LLMCOURSE_TEST_GPTQ")
+
+# Reloads GPTQ/AWQ folders in a separate process (GPTQModel, once imported, patches transformers):
+# through transformers and through GPTQModel, with the quantized layer classes and greedy answers.
+RELOAD_SCRIPT = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from gptqmodel import GPTQModel
+source_dir, question, folders = sys.argv[1], sys.argv[2], sys.argv[3:]
+tokenizer = AutoTokenizer.from_pretrained(source_dir)
+prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+def answer(model):
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=4, do_sample=False)
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+found = {"source": answer(AutoModelForCausalLM.from_pretrained(source_dir))}
+for folder in folders:
+    model = AutoModelForCausalLM.from_pretrained(folder, device_map="cpu")
+    found[folder] = {"transformers": answer(model), "layer": type(model.model.layers[0].mlp.down_proj).__name__,
+                     "gptqmodel": answer(GPTQModel.load(folder, device="cpu").model)}
+print("RESULT " + json.dumps(found))
+"""
 
 
 def greedy_answer(model: Any, tokenizer: Any, question: str) -> str:
@@ -77,6 +104,39 @@ def test_bnb_and_hqq_folders_reload_quantized_generate_and_share_one_report(lab_
     assert board["scores"]["lab_sentiment_mc"] >= 0.8, "a quantized folder is evaluated as it loads"
 
 
+@pytest.mark.slow
+def test_gptq_and_awq_folders_reload_through_transformers_and_gptqmodel(lab_sft: str, tmp_path: Path) -> None:
+    sft = lab_sft
+    env = {"PYTHONPATH": GPTQ_BESIDE} if GPTQ_BESIDE else None
+    result = run_cli("quantize", sft, "--format", "gptq,awq", "--method", "4bit", "--group-size", "128", "--calibration", "lab://chat",
+                     "-o", str(tmp_path), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)  # GPTQModel's own output never reaches stdout
+    gptq, awq = Path(summary["folders"]["gptq"]), Path(summary["folders"]["awq"])
+    assert gptq.name == f"{Path(sft).name}-GPTQ" and awq.name == f"{Path(sft).name}-AWQ"
+    assert [row["format"] for row in summary["report"]] == ["source", "gptq", "awq"], "one table for both formats"
+    rows = {row["format"]: row for row in summary["report"]}
+    assert rows["gptq"]["ppl_ratio"] < 1.10 and rows["awq"]["ppl_ratio"] < 1.10, rows
+    for name in ("gptq", "awq"):
+        assert rows[name]["top1_agreement"] > 0.9 and rows[name]["size_mb"] < rows["source"]["size_mb"] / 3, rows
+    config = json.loads((gptq / "4bit" / "quantize_config.json").read_text())
+    assert (config["quant_method"], config["bits"], config["group_size"], config["desc_act"], config["sym"]) == ("gptq", 4, 128, False, True)
+    assert config["meta"]["damp_percent"] == 0.05
+    config = json.loads((awq / "4bit" / "quantize_config.json").read_text())
+    assert (config["quant_method"], config["bits"], config["zero_point"]) == ("awq", 4, True)
+    assert "base_model: " + sft in (gptq / "README.md").read_text() and "- awq" in (awq / "README.md").read_text()
+    assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pt")), "safetensors only"
+    question = "Is 14 even or odd?"
+    reload = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, sft, question, str(gptq / "4bit"), str(awq / "4bit")],
+                            capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+    assert reload.returncode == 0, reload.stderr[-3000:]
+    found = json.loads(reload.stdout.split("RESULT ", 1)[1])
+    for folder in (gptq / "4bit", awq / "4bit"):
+        loaded = found[str(folder)]
+        assert loaded["layer"] != "Linear" and ("Awq" in loaded["layer"]) == (folder.parent == awq), loaded
+        assert loaded["transformers"] == loaded["gptqmodel"] == found["source"], (folder, loaded, found["source"])
+
+
 def test_exl2_on_a_cpu_machine_and_bad_options_stop_before_loading(lab_sft: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if HQQ_BESIDE:
         monkeypatch.syspath_prepend(HQQ_BESIDE)
@@ -90,10 +150,24 @@ def test_exl2_on_a_cpu_machine_and_bad_options_stop_before_loading(lab_sft: str,
     assert bad.exit_code == 2 and "unknown method '5bit'" in bad.output and "4bit" in bad.output
     bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "hqq", "--group-size", "48", "-o", str(tmp_path / "out")])
     assert bad.exit_code == 2 and "hqq.group_size: 48 does not divide the model's hidden_size" in bad.output, bad.output
+    if GPTQ_BESIDE:
+        monkeypatch.syspath_prepend(GPTQ_BESIDE)
+    bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "gptq", "--method", "5bit", "-o", str(tmp_path / "out")])
+    assert bad.exit_code == 2 and "gptq.methods: unknown method '5bit'" in bad.output and "8bit, 4bit, 3bit, 2bit" in bad.output, bad.output
+    bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "gptq", "--group-size", "512", "-o", str(tmp_path / "out")])
+    assert bad.exit_code == 2 and "gptq.group_size: 512 does not divide the model's hidden_size (256)" in bad.output, bad.output
+    bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "awq", "--group-size", "48", "-o", str(tmp_path / "out")])
+    assert bad.exit_code == 2 and "awq.group_size: 48 is not one GPTQModel's kernels take" in bad.output, bad.output
+    empty = tmp_path / "calibration.txt"
+    empty.write_text("\n\n")
+    bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "gptq", "--calibration", str(empty), "-o", str(tmp_path / "out")])
+    assert bad.exit_code == 2 and f"calibration: {empty} is empty" in bad.output, bad.output
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "hqq" else real_find_spec(name, *args))
-    missing = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "hqq", "-o", str(tmp_path / "out")])
-    assert missing.exit_code == 2 and "needs hqq, which is not installed" in missing.output and "pip install 'llmcourse[hqq]'" in missing.output
+    for name, module, extra in (("hqq", "hqq", "hqq"), ("gptq", "gptqmodel", "gptq"), ("awq", "gptqmodel", "gptq")):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda wanted, *args, module=module: None if wanted == module else real_find_spec(wanted, *args))
+        missing = CliRunner().invoke(app, ["quantize", lab_sft, "--format", name, "-o", str(tmp_path / "out")])
+        assert missing.exit_code == 2 and f"needs {module}" in missing.output and f"pip install 'llmcourse[{extra}]'" in missing.output, missing.output
+        assert "Traceback" not in missing.output and len(missing.output.strip().splitlines()) <= 3, missing.output
     assert not (tmp_path / "out").exists()
 
 

@@ -314,7 +314,7 @@ def lab_score(
 @app.command(rich_help_panel="Lab")
 def demo(
     force: Annotated[bool, typer.Option("--force", help="Rebuild the lab base even if cached.")] = False,
-    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Leave out a stage: gguf, generate.")] = None,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Leave out a stage: gguf, gptq, generate.")] = None,
     debug: Debug = False,
     json_out: Json = False,
 ) -> None:
@@ -325,7 +325,7 @@ def demo(
         from llmcourse.errors import choose
 
         for stage in skip or []:
-            choose("demo stage", stage, ("gguf", "generate"))
+            choose("demo stage", stage, ("gguf", "gptq", "generate"))
         run(force=force, as_json=json_out, skip=tuple(skip or ()))
 
     guarded(debug, action)

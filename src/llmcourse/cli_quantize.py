@@ -38,14 +38,14 @@ def assign_methods(formats: list[str], methods: list[str]) -> dict[str, list[str
 def quantize(
     target: Annotated[str, typer.Argument(help="Model folder or hub id (or a quantize recipe YAML).", show_default=False)],
     overrides: Overrides = None,
-    format: Annotated[Optional[str], typer.Option("--format", "-f", help="Formats, comma-separated: gguf, int8, bnb, hqq, exl2.")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", "-m", help="Methods, comma-separated: Q4_K_M,Q8_0 (gguf), absmax,zeropoint (int8), nf4,fp4,int8 (bnb), 4bit,2bit (hqq), 4.0 (exl2 bits per weight).")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", "-f", help="Formats, comma-separated: gguf, int8, bnb, hqq, gptq, awq, exl2.")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", "-m", help="Methods, comma-separated: Q4_K_M,Q8_0 (gguf), absmax,zeropoint (int8), nf4,fp4,int8 (bnb), 4bit,2bit (hqq, gptq; awq: 4bit), 4.0 (exl2 bits per weight).")] = None,
     imatrix: Annotated[Optional[str], typer.Option("--imatrix", help="GGUF importance matrix: auto (from the calibration text) or a file.")] = None,
     calibration: Annotated[Optional[str], typer.Option("--calibration", help="Calibration text: lab://corpus, lab://chat or a .txt/.jsonl file.")] = None,
     calibration_samples: Annotated[Optional[int], typer.Option("--calibration-samples", help="Calibration blocks.")] = None,
     eval_text: Annotated[Optional[str], typer.Option("--eval-text", help="Held-out text for the report: lab or a .txt/.jsonl file.")] = None,
     granularity: Annotated[Optional[str], typer.Option("--granularity", help="int8 scales per tensor or per channel.")] = None,
-    group_size: Annotated[Optional[int], typer.Option("--group-size", help="hqq: weights per scale/zero group (divides the hidden size).")] = None,
+    group_size: Annotated[Optional[int], typer.Option("--group-size", help="hqq, gptq, awq: weights per scale/zero group (divides the hidden size).")] = None,
     pre_tokenizer: Annotated[Optional[str], typer.Option("--pre-tokenizer", help="llama.cpp pre-tokenizer name for an unrecognized BPE tokenizer.")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the quality report.")] = False,
     push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="Upload the output folder to this hub repo.")] = None,
@@ -56,7 +56,7 @@ def quantize(
     debug: Debug = False,
     json_out: Json = False,
 ) -> None:
-    """Quantize a model (GGUF via llama.cpp, naive int8, bitsandbytes, HQQ, EXL2) and measure every output against the source."""
+    """Quantize a model (GGUF via llama.cpp, naive int8, bitsandbytes, HQQ, GPTQ, AWQ, EXL2) and measure every output against the source."""
 
     def action() -> None:
         from llmcourse.recipes.loader import validate
@@ -99,7 +99,7 @@ def quantize(
             for name, methods in assign_methods(formats, [m.strip() for m in method.split(",") if m.strip()]).items():
                 data.setdefault(name, {})["methods"] = methods
         sections = {"gguf": {"imatrix": imatrix, "pre_tokenizer": pre_tokenizer}, "int8": {"granularity": granularity},
-                    "hqq": {"group_size": group_size}}
+                    **{name: {"group_size": group_size} for name in ("hqq", "gptq", "awq")}}
         for name, values in sections.items():
             for key, value in values.items():
                 if value is not None:

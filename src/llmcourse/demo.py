@@ -134,8 +134,8 @@ def print_table(results: list[StageResult], console: Any = None) -> None:
         caption="held-out exact match per skill (chat models: `llmcourse eval`, lm-eval on the lab tasks; the base: "
         "`llmcourse lab score`); pair acc: held-out preference pairs whose chosen answer is more likely; "
         "rwd acc: pairs whose DPO reward margin (vs the SFT model) is > 0; perplexity on held-out plain lab text "
-        "(a chat fine-tune forgets plain text: that is what this column shows); ppl ×: GGUF perplexity on held-out "
-        "answers ÷ the merge's; weight size; greedy decode tokens/s; last training loss",
+        "(a chat fine-tune forgets plain text: that is what this column shows); ppl ×: a quantized model's (GGUF, "
+        "GPTQ) perplexity on held-out answers ÷ the merge's; weight size; greedy decode tokens/s; last training loss",
         header_style="bold",
     )
     table.add_column("stage", no_wrap=True)
@@ -172,7 +172,7 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = ()) 
     results.append(sft_stage(results[0].path, force))
     results.append(dpo_stage(results[-1], force))
     from llmcourse.demo_merge import family_tree, final_merge
-    from llmcourse.demo_quant import quant_stages
+    from llmcourse.demo_quant import gptq_stage, quant_stages
 
     results.append(final_merge(results[2], results[3], force))
     quants = [] if "gguf" in skip else quant_stages(results[-1], force)
@@ -183,6 +183,10 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = ()) 
         from llmcourse.demo_generate import generation_stage
 
         generation = generation_stage(results[4], quants)
+    # Last: importing GPTQModel patches transformers' checkpoint loading (defuser) for the rest of the process.
+    gptq = [] if "gptq" in skip else gptq_stage(results[4], force)
+    results += gptq
+    quants += gptq
     elapsed = time.perf_counter() - started
     print_table(results, err if as_json else out)  # with --json, stdout carries the JSON only
     if as_json:

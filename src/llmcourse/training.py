@@ -130,6 +130,10 @@ def quiet_libraries(with_datasets: bool = True) -> None:
 
     # bitsandbytes warns on CPU that it cannot download an optional kernel from the hub.
     std_logging.getLogger("bitsandbytes").setLevel(std_logging.ERROR)
+    # torchao (which transformers imports when GPTQModel brought it) warns about its CUDA-only
+    # libraries on CPU, and torch about torchao's pytree registrations.
+    for name in ("torchao", "torch.utils._pytree"):
+        std_logging.getLogger(name).setLevel(std_logging.ERROR)
     from transformers.utils import logging
 
     logging.disable_progress_bar()

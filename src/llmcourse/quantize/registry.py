@@ -34,7 +34,7 @@ class QuantOutput:
     format: str
     method: str
     path: Path
-    loader: str  # "gguf" (llama.cpp), "hf" (transformers) or "hqq" (the hqq package)
+    loader: str  # "gguf" (llama.cpp), "hf" (transformers), "gptq" (transformers + GPTQModel) or "hqq" (the hqq package)
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -119,5 +119,6 @@ def _load_builtin_formats() -> None:
     import llmcourse.quantize.bnb  # noqa: F401
     import llmcourse.quantize.exl2  # noqa: F401
     import llmcourse.quantize.gguf  # noqa: F401
+    import llmcourse.quantize.gptq  # noqa: F401
     import llmcourse.quantize.hqq  # noqa: F401
     import llmcourse.quantize.int8  # noqa: F401

@@ -3,7 +3,8 @@
 The source's next-token log-probabilities on held-out text are computed once and kept on disk (as
 llama.cpp's `--kl-divergence-base` does); every output is then scored on the same token ids:
 perplexity and its ratio to the source, mean KL(source ‖ quant), top-1 agreement, size, bits per
-weight and greedy decode tokens/s. GGUF files run through llama.cpp, HF folders through transformers, HQQ folders through hqq.
+weight and greedy decode tokens/s. GGUF files run through llama.cpp, HF folders through transformers (GPTQ/AWQ with GPTQModel's kernels), HQQ folders
+through hqq.
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ def scorer_for(output: QuantOutput, context: int) -> Any:
         from llmcourse.quantize.hqq import load_quantized
 
         return HfScorer(str(output.path), load_quantized(output.path, device="cpu"))
+    if output.loader == "gptq":
+        from llmcourse.quantize import gptq
+
+        return HfScorer(str(output.path), gptq.load_quantized(output.path, device="cpu"))
     return HfScorer(str(output.path))
 
 

@@ -1,6 +1,6 @@
 """Recipe for `llmcourse quantize`: one source model, one or more formats, one quality report.
 
-Each format has its own section (`gguf:`, `int8:`, `bnb:`, `hqq:`, `exl2:`); a format's methods are checked against the names
+Each format has its own section (`gguf:`, `int8:`, `bnb:`, `hqq:`, `gptq:`, `awq:`, `exl2:`); a format's methods are checked against the names
 its engine offers before any weight is loaded (`llmcourse.quantize.registry`).
 """
 
@@ -55,6 +55,35 @@ class HqqSection(Recipe):
         return [m.lower() for m in methods]
 
 
+class GptqSection(Recipe):
+    """GPTQ (GPTQModel): bit widths, group size, Hessian damping, act-order, symmetry."""
+
+    methods: list[str] = Field(default_factory=lambda: ["4bit"], description="bit widths: 8bit, 4bit, 3bit, 2bit")
+    group_size: int = Field(default=128, description="weights per scale group (-1: one per row); must divide the hidden and MLP sizes")
+    damp_percent: float = Field(default=0.05, gt=0, lt=1, description="dampening added to the Hessian diagonal, as a fraction of its mean")
+    desc_act: bool = Field(default=False, description="quantize columns in order of decreasing activation (act-order)")
+    sym: bool = Field(default=True, description="symmetric quantization (no zero point)")
+
+    @field_validator("methods")
+    @classmethod
+    def _lower(cls, methods: list[str]) -> list[str]:
+        return [m.lower() for m in methods]
+
+
+class AwqSection(Recipe):
+    """AWQ (GPTQModel): 4-bit, group size, zero point, kernel layout."""
+
+    methods: list[str] = Field(default_factory=lambda: ["4bit"], description="bit width: 4bit")
+    group_size: int = Field(default=128, description="weights per scale group (-1: one per row); must divide the hidden and MLP sizes")
+    zero_point: bool = Field(default=True, description="asymmetric quantization with a zero point per group")
+    kernel: Literal["gemm", "gemv"] = Field(default="gemm", description="saved layout: gemm (batches) or gemv (single-stream decoding)")
+
+    @field_validator("methods")
+    @classmethod
+    def _lower(cls, methods: list[str]) -> list[str]:
+        return [m.lower() for m in methods]
+
+
 class Exl2Section(Recipe):
     """ExLlamaV2 (CUDA only): bits per weight, head bits, calibration, resumable work folder."""
 
@@ -72,6 +101,8 @@ class QuantizeRecipe(CommandRecipe):
     int8: Int8Section = Field(default_factory=Int8Section)
     bnb: BnbSection = Field(default_factory=BnbSection)
     hqq: HqqSection = Field(default_factory=HqqSection)
+    gptq: GptqSection = Field(default_factory=GptqSection)
+    awq: AwqSection = Field(default_factory=AwqSection)
     exl2: Exl2Section = Field(default_factory=Exl2Section)
     calibration: str = Field(default="lab://corpus", description="calibration text: lab://corpus or a .txt/.jsonl file")
     calibration_samples: int = Field(default=64, gt=0)
