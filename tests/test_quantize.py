@@ -66,6 +66,7 @@ def test_int8_writes_hf_folders_that_load_generate_and_report(lab_base: dict, tm
     (["--format", "int8", "--calibration", "EMPTY"], "is empty"),
     (["--format", "int8", "--eval-text", "missing.txt"], "eval_text: file not found"),
     (["--format", "int8", "--granularity", "row"], "int8.granularity"),
+    (["--format", "int8", "--calibration", "someorg/calibration-text"], "calibration: cannot load hub dataset 'someorg/calibration-text'"),
 ])
 def test_bad_inputs_are_one_line_errors(args: list[str], message: str, lab_base: dict, tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("\n")
@@ -74,6 +75,32 @@ def test_bad_inputs_are_one_line_errors(args: list[str], message: str, lab_base:
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_calibration_text_from_a_hub_dataset_is_streamed_from_its_column(lab_base: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+    from transformers import AutoTokenizer
+
+    from llmcourse.errors import UserError
+    from llmcourse.quantize.texts import HubText, check_text_source, token_blocks
+
+    served: list[int] = []
+
+    def hub(name: str, config: str | None, split: str, streaming: bool) -> object:  # the network boundary
+        assert (name, config, split, streaming) == ("someorg/wiki", "raw", "validation", True)
+        for number in range(10_000):
+            served.append(number)
+            yield {"id": number, "content": f"the cat number {number} sat on the mat"}
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    tokenizer = AutoTokenizer.from_pretrained(lab_base["path"])
+    blocks = token_blocks(tokenizer, "someorg/wiki", "train", 32, 4 * 32, HubText(split="validation", field="content", config="raw"))
+    assert blocks.ids.shape == (4, 32) and "someorg/wiki (validation, column content)" in blocks.description
+    assert "the cat number 0 sat on the mat" in tokenizer.decode(blocks.ids[0])
+    assert len(served) < 200, "streamed: only what the blocks need is read"
+    with pytest.raises(UserError, match="calibration_field: hub dataset someorg/wiki has no column 'text'") as error:
+        check_text_source("calibration", "someorg/wiki", HubText(split="validation", config="raw"))
+    assert "content" in (error.value.hint or "")
 
 
 def test_missing_model_and_existing_output(tmp_path: Path, lab_base: dict) -> None:

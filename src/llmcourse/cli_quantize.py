@@ -41,7 +41,7 @@ def quantize(
     format: Annotated[Optional[str], typer.Option("--format", "-f", help="Formats, comma-separated: gguf, int8, bnb, hqq, gptq, awq, exl2.")] = None,
     method: Annotated[Optional[str], typer.Option("--method", "-m", help="Methods, comma-separated: Q4_K_M,Q8_0 (gguf), absmax,zeropoint (int8), nf4,fp4,int8 (bnb), 4bit,2bit (hqq, gptq; awq: 4bit), 4.0 (exl2 bits per weight).")] = None,
     imatrix: Annotated[Optional[str], typer.Option("--imatrix", help="GGUF importance matrix: auto (from the calibration text) or a file.")] = None,
-    calibration: Annotated[Optional[str], typer.Option("--calibration", help="Calibration text: lab://corpus, lab://chat or a .txt/.jsonl file.")] = None,
+    calibration: Annotated[Optional[str], typer.Option("--calibration", help="Calibration text: lab://corpus, lab://chat, a .txt/.jsonl file or a hub dataset id (calibration_split=, calibration_field= to pick its text).")] = None,
     calibration_samples: Annotated[Optional[int], typer.Option("--calibration-samples", help="Calibration blocks.")] = None,
     eval_text: Annotated[Optional[str], typer.Option("--eval-text", help="Held-out text for the report: lab or a .txt/.jsonl file.")] = None,
     granularity: Annotated[Optional[str], typer.Option("--granularity", help="int8 scales per tensor or per channel.")] = None,

@@ -57,6 +57,13 @@ def count_parameters(folder: Path) -> int:
     return total
 
 
+def calibration_hub(recipe: Any) -> Any:
+    """Where a hub calibration dataset keeps its text (split, column, configuration)."""
+    from llmcourse.quantize.texts import HubText
+
+    return HubText(split=recipe.calibration_split, field=recipe.calibration_field, config=recipe.calibration_config)
+
+
 def preflight(recipe: Any, overwrite: bool) -> tuple[SourceModel, list[QuantFormat], dict[str, Path]]:
     """Every check that needs no weights: formats, engines, methods, text files, output folders."""
     from llmcourse.quantize.texts import check_text_source
@@ -64,7 +71,7 @@ def preflight(recipe: Any, overwrite: bool) -> tuple[SourceModel, list[QuantForm
     formats = [get_format(name) for name in recipe.formats]
     for fmt in formats:
         fmt.check_installed()
-    check_text_source("calibration", recipe.calibration)
+    check_text_source("calibration", recipe.calibration, calibration_hub(recipe))
     check_text_source("eval_text", recipe.eval_text)
     source = resolve_source(recipe.model)
     for fmt in formats:
@@ -89,7 +96,7 @@ def run(recipe: Any, overwrite: bool = False) -> dict[str, Any]:
 
     def calibration() -> Any:
         size = block or (texts.LAB_BLOCK if recipe.calibration in texts.LAB_NAMES else texts.USER_BLOCK)
-        return texts.token_blocks(tokenizer, recipe.calibration, "train", size, recipe.calibration_samples * size).ids
+        return texts.token_blocks(tokenizer, recipe.calibration, "train", size, recipe.calibration_samples * size, calibration_hub(recipe)).ids
 
     rows: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []

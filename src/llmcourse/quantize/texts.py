@@ -3,7 +3,8 @@
 `lab` texts are the lab's own: plain corpus documents for a base model, held-out skill conversations
 in the model's chat template for a chat model (a chat fine-tune no longer models plain text, so
 scoring it there would compare noise). Users pass a `.txt` file (documents separated by blank lines)
-or a `.jsonl` file (a `text` field, or `messages` rendered with the chat template).
+or a `.jsonl` file (a `text` field, or `messages` rendered with the chat template); calibration text
+can also be a hub dataset id (a split and a text column of it).
 """
 
 from __future__ import annotations
@@ -14,15 +15,62 @@ from pathlib import Path
 from typing import Any
 
 from llmcourse.errors import UserError
+from llmcourse.modelio import looks_like_local_path
 
 LAB_BLOCK = 128
 USER_BLOCK = 512
 LAB_NAMES = ("lab", "lab://corpus", "lab://chat")
 
 
-def check_text_source(field: str, source: str) -> None:
-    """Fail early on a text source that is not a lab name or a readable, non-empty file."""
+@dataclass(frozen=True)
+class HubText:
+    """Which part of a hub dataset is text: the split, the column and the configuration."""
+
+    split: str = "train"
+    field: str = "text"
+    config: str | None = None
+
+
+def is_hub_dataset(source: str) -> bool:
+    """A hub dataset id (`org/name`, `name`) rather than a lab name or a file."""
+    return source not in LAB_NAMES and not looks_like_local_path(source)
+
+
+def hub_texts(field: str, source: str, hub: HubText, max_chars: int) -> list[str]:
+    """Texts from one column of a hub dataset split, streamed (a corpus like C4 is never downloaded
+    whole) until about `max_chars` characters."""
+    from datasets import load_dataset
+
+    try:
+        rows = load_dataset(source, hub.config, split=hub.split, streaming=True)
+        texts: list[str] = []
+        for row in rows:
+            if hub.field not in row:
+                raise UserError(f"{field}_field: hub dataset {source} has no column '{hub.field}'",
+                                hint=f"its columns are: {', '.join(row)}")
+            text = row[hub.field]
+            if isinstance(text, str) and text.strip():
+                texts.append(text)
+                max_chars -= len(text)
+            if max_chars <= 0:
+                break
+    except UserError:
+        raise
+    except Exception as exc:  # datasets raises many types (offline, unknown id, unknown split)
+        raise UserError(f"{field}: cannot load hub dataset '{source}' ({hub.split}): {str(exc).splitlines()[0]}",
+                        hint="hub datasets need network access (HF_DATASETS_OFFLINE unset) or a local .txt/.jsonl copy") from exc
+    if not texts:
+        raise UserError(f"{field}: hub dataset {source} has no text in column '{hub.field}' of split '{hub.split}'")
+    return texts
+
+
+def check_text_source(field: str, source: str, hub: HubText | None = None) -> None:
+    """Fail early on a text source that is not a lab name or a readable, non-empty file (or, where
+    `hub` is given, a hub dataset that loads and has text in the column)."""
     if source in LAB_NAMES:
+        return
+    if hub is not None and is_hub_dataset(source):
+        hub_texts(field, source, hub, max_chars=1)  # the id, split and column exist: one text is enough
         return
     path = Path(source)
     if not path.is_file():
@@ -88,7 +136,7 @@ def file_texts(path: Path, tokenizer: Any) -> list[str]:
     return [doc.strip() for doc in raw.split("\n\n") if doc.strip()]
 
 
-def token_blocks(tokenizer: Any, source: str, split: str, block_size: int | None, max_tokens: int) -> TokenBlocks:
+def token_blocks(tokenizer: Any, source: str, split: str, block_size: int | None, max_tokens: int, hub: HubText | None = None) -> TokenBlocks:
     """Token blocks of a text source, at most `max_tokens` tokens in all.
 
     On `lab` text a chat model is scored on its answers only: the user turns of a chat fine-tune
@@ -106,6 +154,9 @@ def token_blocks(tokenizer: Any, source: str, split: str, block_size: int | None
         chat = bool(getattr(tokenizer, "chat_template", None)) if source == "lab" else source == "lab://chat"
         docs = lab_documents(tokenizer, split, 8 * max_tokens // block + 64, chat)  # short documents: ask for plenty
         description = f"held-out lab {'conversations (answer tokens scored)' if chat else 'text'}"
+    elif hub is not None and is_hub_dataset(source):
+        docs = [("", text) for text in hub_texts("calibration", source, hub, max_chars=8 * (max_tokens + block))]
+        description = f"{source} ({hub.split}, column {hub.field})"
     else:
         docs = [("", text) for text in file_texts(Path(source), tokenizer)]
         description = f"text of {Path(source).name}"
