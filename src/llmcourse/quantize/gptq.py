@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from llmcourse.console import err
 from llmcourse.errors import UserError
-from llmcourse.quantize.registry import QuantFormat, QuantOutput, SourceModel, register_format
+from llmcourse.quantize.registry import QuantFormat, QuantOutput, SourceModel, check_group_size, method_bits, register_format
 
 GPTQ_BITS = (8, 4, 3, 2)
 AWQ_BITS = (4,)
@@ -45,11 +43,6 @@ def engine_output() -> Iterator[None]:
             err.print("GPTQModel's last output:", style="dim")
             err.out("\n".join(tail), style="dim", highlight=False)
         raise
-
-
-def method_bits(method: str) -> int:
-    """The bit width a method names: `4bit` → 4."""
-    return int(method.lower().removesuffix("bit"))
 
 
 def load_quantized(path: str | Path, device: str = "cpu") -> Any:
@@ -98,13 +91,7 @@ class GptqModelFormat(QuantFormat):
         if section.group_size not in self.group_sizes:
             raise UserError(f"{self.name}.group_size: {section.group_size} is not one GPTQModel's kernels take",
                             hint=f"use one of {', '.join(map(str, self.group_sizes))} (-1: one group per row)")
-        config = json.loads((source.local_dir / "config.json").read_text(encoding="utf-8"))
-        for key in ("hidden_size", "intermediate_size"):
-            size = config.get(key)
-            if section.group_size > 0 and isinstance(size, int) and size % section.group_size:
-                fits = [g for g in self.group_sizes if g > 0 and size % g == 0]
-                raise UserError(f"{self.name}.group_size: {section.group_size} does not divide the model's {key} ({size})",
-                                hint=f"use a divisor of {size}, e.g. {max(fits) if fits else -1}")
+        check_group_size(f"{self.name}.group_size", section.group_size, source)
 
     def folder(self, recipe: Any, source: SourceModel, output_dir: Path) -> Path:
         """`name-GPTQ` / `name-AWQ` (AutoQuant's names); each bit width in its own sub-folder."""

@@ -9,21 +9,15 @@ pickled `qmodel.pt`, so nothing we write needs unpickling. `load_quantized` read
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 from llmcourse.console import err
 from llmcourse.errors import UserError
-from llmcourse.quantize.registry import QuantFormat, QuantOutput, SourceModel, register_format
+from llmcourse.quantize.registry import QuantFormat, QuantOutput, SourceModel, check_group_size, method_bits, register_format
 
 BITS = (8, 4, 3, 2, 1)
 WEIGHTS_FILE = "qmodel.safetensors"
-
-
-def method_bits(method: str) -> int:
-    """The bit width a method names: `4bit` → 4."""
-    return int(method.lower().removesuffix("bit"))
 
 
 def _storage_class() -> Any:
@@ -117,14 +111,8 @@ class HqqFormat(QuantFormat):
 
     def preflight(self, recipe: Any, source: SourceModel) -> None:
         """Bits valid; the group size must divide every linear layer's input (hidden and MLP sizes)."""
-        section = recipe.hqq
         super().preflight(recipe, source)
-        config = json.loads((source.local_dir / "config.json").read_text(encoding="utf-8"))
-        sizes = {key: config[key] for key in ("hidden_size", "intermediate_size") if isinstance(config.get(key), int)}
-        for key, size in sizes.items():
-            if size % section.group_size:
-                raise UserError(f"hqq.group_size: {section.group_size} does not divide the model's {key} ({size})",
-                                hint=f"use a divisor of {size}, e.g. {_largest_power_of_two_divisor(size, section.group_size)}")
+        check_group_size("hqq.group_size", recipe.hqq.group_size, source)
 
     def folder(self, recipe: Any, source: SourceModel, output_dir: Path) -> Path:
         """`name-4bit-HQQ` (AutoQuant's name), or `name-4bit-2bit-HQQ` for several bit widths."""
@@ -170,9 +158,3 @@ class HqqFormat(QuantFormat):
                 f"The folder is hqq's own layout (config.json + the layer states), with the weights in `{WEIGHTS_FILE}` "
                 "(hqq's tensor encoding of each layer) instead of a pickled `qmodel.pt`. transformers 5 does not load HQQ folders.")
 
-
-def _largest_power_of_two_divisor(size: int, limit: int) -> int:
-    group = 1
-    while size % (group * 2) == 0 and group * 2 <= limit:
-        group *= 2
-    return group

@@ -94,7 +94,7 @@ def fetch(dest: Path | None = None, archive: Path | None = None, version: str | 
         archives = list(Path(tmp).glob("*.tar.gz"))
         if result.returncode != 0 or not archives:
             raise UserError(f"could not download the {PACKAGE} {version} source: {(result.stderr.strip().splitlines() or ['?'])[-1]}",
-                            hint=f"download it on a machine with network access and pass it: python -m llmcourse.quantize.llamacpp_source FILE.tar.gz")
+                            hint="download it on a machine with network access and pass it: python -m llmcourse.quantize.llamacpp_source FILE.tar.gz")
         return extract(archives[0], dest)
 
 

@@ -8,6 +8,7 @@ the atomic folder are the same for every format (`llmcourse.quantize.run`).
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -91,6 +92,24 @@ class QuantFormat:
         """A markdown usage snippet for the card."""
         return (f"```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
                 f'model = AutoModelForCausalLM.from_pretrained("{repo}")\ntokenizer = AutoTokenizer.from_pretrained("{repo}")\n```')
+
+
+def method_bits(method: str) -> int:
+    """The bit width a `4bit`-style method names: `4bit` → 4 (hqq, gptq, awq)."""
+    return int(method.lower().removesuffix("bit"))
+
+
+def check_group_size(field: str, group_size: int, source: SourceModel) -> None:
+    """A quantization group must divide every linear layer's input (the hidden and MLP sizes);
+    the hint names the largest power of two up to `group_size` that does (-1: no groups)."""
+    config = json.loads((source.local_dir / "config.json").read_text(encoding="utf-8"))
+    for key in ("hidden_size", "intermediate_size"):
+        size = config.get(key)
+        if group_size > 0 and isinstance(size, int) and size % group_size:
+            group = 1
+            while size % (group * 2) == 0 and group * 2 <= group_size:
+                group *= 2
+            raise UserError(f"{field}: {group_size} does not divide the model's {key} ({size})", hint=f"use a divisor of {size}, e.g. {group}")
 
 
 def register_format(cls: type[QuantFormat]) -> type[QuantFormat]:
