@@ -7,7 +7,8 @@ specialists and every merge on the two skills' held-out questions (lm-eval, exac
 report. Printed: each model's scores and, per merge, the share of each specialist's own-skill
 score it keeps (goal: the best merge keeps >= 80 % of both).
 
-    python benchmarks/merge_specialists.py [--skills parity,first_letter] [--steps 100] [--lr 3e-4] [--work DIR] [--json OUT.json]
+    python benchmarks/merge_specialists.py [--skills parity,first_letter] [--steps 100] [--lr 3e-4] [--lora-r 0]
+        [--weight 0.7] [--work DIR] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -44,21 +45,25 @@ def parent_model() -> str:
     return str(path)
 
 
-def specialist(parent: str, skill: str, steps: int, learning_rate: float, work: Path) -> str:
-    """The parent fine-tuned further on one skill only (same chat template, answers-only loss)."""
-    out = work / f"specialist-{skill}-{steps}-{learning_rate:g}"
+def specialist(parent: str, skill: str, steps: int, learning_rate: float, lora_r: int, work: Path) -> str:
+    """The parent fine-tuned further on one skill only (same chat template, answers-only loss):
+    every weight, or (lora_r > 0) a LoRA adapter merged into the weights afterwards."""
+    out = work / (f"specialist-{skill}-{steps}-{learning_rate:g}" + (f"-lora{lora_r}" if lora_r else ""))
+    adapter = ["adapter=lora", f"lora_r={lora_r}", f"lora_alpha={2 * lora_r}", "merge_adapter=true"] if lora_r else []
     if not (out / "report.json").is_file():
         cli("sft", "lab/sft", f"base_model={parent}", f"datasets.0.path=lab://{skill}", "datasets.0.num_samples=4000",
-            f"max_steps={steps}", f"learning_rate={learning_rate}", "warmup_steps=10", "eval_lab_count=0", "-o", str(out), "--overwrite")
-    return str(out)
+            f"max_steps={steps}", f"learning_rate={learning_rate}", "warmup_steps=10", "eval_lab_count=0", *adapter,
+            "-o", str(out), "--overwrite")
+    return str(out / "merged" if lora_r else out)
 
 
-def merge_configs(parent: str, a: str, b: str, layers: int) -> dict[str, dict]:
+def merge_configs(parent: str, a: str, b: str, layers: int, weight: float) -> dict[str, dict]:
     """mergekit YAML (as dicts) for the four methods, each as its documentation writes it."""
     both = [{"model": a}, {"model": b}]
-    # Task vectors added, not averaged (normalize: false), each at 0.7: the skills differ, so both
-    # changes are wanted; at full weight the two interfere (measured: one skill falls below its parent).
-    task = {"density": 0.8, "weight": 0.7}
+    # Task vectors added, not averaged (normalize: false), each at `weight` (0.7 by default): the
+    # skills differ, so both changes are wanted; with full fine-tunes at weight 1.0 the two interfere
+    # (measured: one skill falls below its parent).
+    task = {"density": 0.8, "weight": weight}
     return {
         "linear": {"merge_method": "linear", "models": [{**m, "parameters": {"weight": 0.5}} for m in both], "dtype": "float32"},
         "slerp": {"merge_method": "slerp", "base_model": a, "dtype": "float32",
@@ -79,6 +84,8 @@ def main() -> None:
     parser.add_argument("--skills", default="parity,first_letter", help="two lab skills, one per specialist")
     parser.add_argument("--steps", type=int, default=100, help="SFT steps per specialist")
     parser.add_argument("--lr", type=float, default=3.0e-4, help="specialists' learning rate")
+    parser.add_argument("--lora-r", type=int, default=0, help="train LoRA specialists of this rank (merged into the weights); 0: full")
+    parser.add_argument("--weight", type=float, default=0.7, help="ties/dare_ties weight of each task vector")
     parser.add_argument("--limit", type=int, default=100, help="held-out questions per skill")
     parser.add_argument("--work", type=Path, default=None, help="work folder (kept; specialists are reused)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -89,10 +96,10 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="merge-specialists-"))
     work.mkdir(parents=True, exist_ok=True)
     parent = parent_model()
-    experts = [specialist(parent, skill, args.steps, args.lr, work) for skill in skills]
+    experts = [specialist(parent, skill, args.steps, args.lr, args.lora_r, work) for skill in skills]
     layers = json.loads((Path(parent) / "config.json").read_text())["num_hidden_layers"]
     models = {"parent (SFT)": parent, f"specialist {skills[0]}": experts[0], f"specialist {skills[1]}": experts[1]}
-    for method, config in merge_configs(parent, *experts, layers).items():
+    for method, config in merge_configs(parent, *experts, layers, args.weight).items():
         text = yaml.safe_dump(config, sort_keys=False)
         out = work / f"merge-{method}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
         if not (out / "config.json").is_file():
@@ -110,10 +117,10 @@ def main() -> None:
     for label, row in scores.items():
         kept = {skill: row[f"lab_{skill}"] / own[skill] if own[skill] else 0.0 for skill in skills}
         results[label] = {"scores": {skill: row[f"lab_{skill}"] for skill in skills}, "kept": kept, "path": models[label]}
-        print(f"{label:<22}" + "".join(f"{row[f'lab_{skill}']:>14.2f}" for skill in skills) + f"   {min(kept.values()):.0%}")
+        print(f"{label:<22}" + "".join(f"{row[f'lab_{skill}']:>14.2f}" for skill in skills) + f"   {min(kept.values()):.1%}")
     merges = [label for label in results if label in ("linear", "slerp", "ties", "dare_ties")]
     best = max(merges, key=lambda label: min(results[label]["kept"].values()))
-    print(f"best merge: {best}, keeps {min(results[best]['kept'].values()):.0%} of each specialist's own-skill score (goal >= 80 %)")
+    print(f"best merge: {best}, keeps {min(results[best]['kept'].values()):.1%} of each specialist's own-skill score (goal >= 80 %)")
     if args.json:
         args.json.write_text(json.dumps({"skills": skills, "steps": args.steps, "results": results, "best": best}, indent=2) + "\n")
 
