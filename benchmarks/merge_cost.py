@@ -1,12 +1,12 @@
 """Merge cost: `llmcourse merge` vs mergekit's own `mergekit-yaml` on the same config and models.
 
 Two random Llama models are built locally (about 300 MB each by default, lab tokenizer), then the
-same slerp config is merged by each tool in its own process, one after the other. Reported per
-tool: wall time, peak RSS (the child's own ru_maxrss, which includes the pages of the memory-mapped
+same slerp config is merged by each tool in its own process, the two tools taking turns
+(`--repeat` runs each, medians reported). Reported per tool: wall time, peak RSS (the child's own ru_maxrss, which includes the pages of the memory-mapped
 inputs) and peak anonymous RSS (sampled); printed: wall-time ratio (goal <= 1.05) and peak RSS /
 sum of input sizes (goal <= 0.75). Outputs are compared tensor for tensor.
 
-    python benchmarks/merge_cost.py [--hidden 1024] [--layers 6] [--out-shard-size 100M] [--json OUT.json]
+    python benchmarks/merge_cost.py [--hidden 1024] [--layers 6] [--out-shard-size 100M] [--repeat 3] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,6 +83,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--out-shard-size", default=None, help="passed to both tools, e.g. 100M (default: theirs, 5B)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per tool, interleaved; medians reported")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
@@ -94,8 +97,14 @@ def main() -> None:
             f"merge_method: slerp\nbase_model: {work / 'a'}\nparameters:\n  t: 0.5\ndtype: float32\n"
         )
         shard = ["--out-shard-size", args.out_shard_size] if args.out_shard_size else []
-        mergekit = timed([str(bin_dir / "mergekit-yaml"), str(config), str(work / "theirs"), *shard], work)
-        ours = timed([sys.executable, "-m", "llmcourse", "merge", str(config), "-o", str(work / "ours"), *shard], work)
+        # Interleaved runs: a single run of each varies by about a second (imports, page cache).
+        runs: dict[str, list[tuple[float, float, float]]] = {"mergekit": [], "ours": []}
+        for _ in range(args.repeat):
+            for name in ("theirs", "ours"):
+                shutil.rmtree(work / name, ignore_errors=True)
+            runs["mergekit"].append(timed([str(bin_dir / "mergekit-yaml"), str(config), str(work / "theirs"), *shard], work))
+            runs["ours"].append(timed([sys.executable, "-m", "llmcourse", "merge", str(config), "-o", str(work / "ours"), *shard], work))
+        mergekit, ours = (tuple(statistics.median(run[i] for run in runs[name]) for i in range(3)) for name in ("mergekit", "ours"))
         identical = same_tensors(work / "ours", work / "theirs")
     inputs = sum(sizes)
     result = {
@@ -103,13 +112,15 @@ def main() -> None:
         "out_shard_size": args.out_shard_size or "5B",
         "mergekit_yaml": {"wall_s": round(mergekit[0], 2), "peak_rss_mb": round(mergekit[1], 1), "peak_anon_mb": round(mergekit[2], 1)},
         "llmcourse_merge": {"wall_s": round(ours[0], 2), "peak_rss_mb": round(ours[1], 1), "peak_anon_mb": round(ours[2], 1)},
+        "repeat": args.repeat,
+        "walls_s": {name: [round(run[0], 2) for run in values] for name, values in runs.items()},
         "wall_ratio": round(ours[0] / mergekit[0], 3),
         "rss_over_inputs": round(ours[1] / inputs, 3),
         "anon_over_inputs": round(ours[2] / inputs, 3),
         "mergekit_rss_over_inputs": round(mergekit[1] / inputs, 3),
         "identical_tensors": identical,
     }
-    print(f"inputs: 2 models, {inputs:.0f} MB in all")
+    print(f"inputs: 2 models, {inputs:.0f} MB in all; medians of {args.repeat} interleaved runs per tool")
     print(f"  mergekit-yaml    {mergekit[0]:6.1f} s  peak RSS {mergekit[1]:7.0f} MB  peak anonymous {mergekit[2]:7.0f} MB")
     print(f"  llmcourse merge  {ours[0]:6.1f} s  peak RSS {ours[1]:7.0f} MB  peak anonymous {ours[2]:7.0f} MB")
     print(f"wall time ratio {result['wall_ratio']:.3f}x (goal <= 1.05); peak RSS / inputs {result['rss_over_inputs']:.3f} "
