@@ -1,7 +1,7 @@
 """The lab merging experiment: two specialists, four merges, held-out exact match on both skills.
 
 From the lab SFT model (the demo's, reused from the lab cache), two specialists are fine-tuned on
-one skill each with `llmcourse sft`; they are merged with linear, slerp, ties and dare_ties by
+one skill each with the demo's recipe (`llmcourse.demo_specialists`, other steps, rates and ranks); they are merged with linear, slerp, ties and dare_ties by
 `llmcourse merge` (mergekit YAML, fixed seed); then `llmcourse eval` scores the parent, both
 specialists and every merge on the two skills' held-out questions (lm-eval, exact match) in one
 report. Printed: each model's scores and, per merge, the share of each specialist's own-skill
@@ -45,40 +45,22 @@ def parent_model() -> str:
     return str(path)
 
 
-def specialist(parent: str, skill: str, steps: int, learning_rate: float, lora_r: int, work: Path) -> str:
-    """The parent fine-tuned further on one skill only (same chat template, answers-only loss):
+def specialist(parent: str, skill: str, steps: int, learning_rate: float, lora_r: int) -> str:
+    """The parent fine-tuned further on one skill only (the demo's recipe, cached in the lab cache):
     every weight, or (lora_r > 0) a LoRA adapter merged into the weights afterwards."""
-    out = work / (f"specialist-{skill}-{steps}-{learning_rate:g}" + (f"-lora{lora_r}" if lora_r else ""))
-    adapter = ["adapter=lora", f"lora_r={lora_r}", f"lora_alpha={2 * lora_r}", "merge_adapter=true"] if lora_r else []
-    if not (out / "report.json").is_file():
-        cli("sft", "lab/sft", f"base_model={parent}", f"datasets.0.path=lab://{skill}", "datasets.0.num_samples=4000",
-            f"max_steps={steps}", f"learning_rate={learning_rate}", "warmup_steps=10", "eval_lab_count=0", *adapter,
-            "-o", str(out), "--overwrite")
-    return str(out / "merged" if lora_r else out)
+    from llmcourse.cache import run_cached
+    from llmcourse.demo_specialists import specialist_recipe
+    from llmcourse.finetune.sft import run as run_sft
 
-
-def merge_configs(parent: str, a: str, b: str, layers: int, weight: float) -> dict[str, dict]:
-    """mergekit YAML (as dicts) for the four methods, each as its documentation writes it."""
-    both = [{"model": a}, {"model": b}]
-    # Task vectors added, not averaged (normalize: false), each at `weight` (0.7 by default): the
-    # skills differ, so both changes are wanted; with full fine-tunes at weight 1.0 the two interfere
-    # (measured: one skill falls below its parent).
-    task = {"density": 0.8, "weight": weight}
-    return {
-        "linear": {"merge_method": "linear", "models": [{**m, "parameters": {"weight": 0.5}} for m in both], "dtype": "float32"},
-        "slerp": {"merge_method": "slerp", "base_model": a, "dtype": "float32",
-                  "slices": [{"sources": [{"model": a, "layer_range": [0, layers]}, {"model": b, "layer_range": [0, layers]}]}],
-                  "parameters": {"t": 0.5}},
-        "ties": {"merge_method": "ties", "base_model": parent, "dtype": "float32",
-                 "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
-        "dare_ties": {"merge_method": "dare_ties", "base_model": parent, "dtype": "float32",
-                      "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
-    }
+    path, _ = run_cached("sft", specialist_recipe(parent, skill, steps, learning_rate, lora_r), run_sft)
+    return str(path / "merged" if lora_r else path)
 
 
 def main() -> None:
     """Build, merge, evaluate, print the table and the kept shares."""
     import yaml
+
+    from llmcourse.demo_specialists import merge_configs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skills", default="parity,first_letter", help="two lab skills, one per specialist")
@@ -87,7 +69,7 @@ def main() -> None:
     parser.add_argument("--lora-r", type=int, default=0, help="train LoRA specialists of this rank (merged into the weights); 0: full")
     parser.add_argument("--weight", type=float, default=0.7, help="ties/dare_ties weight of each task vector")
     parser.add_argument("--limit", type=int, default=100, help="held-out questions per skill")
-    parser.add_argument("--work", type=Path, default=None, help="work folder (kept; specialists are reused)")
+    parser.add_argument("--work", type=Path, default=None, help="work folder for the merges and the eval (kept; merges are reused)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
     skills = args.skills.split(",")
@@ -96,7 +78,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="merge-specialists-"))
     work.mkdir(parents=True, exist_ok=True)
     parent = parent_model()
-    experts = [specialist(parent, skill, args.steps, args.lr, args.lora_r, work) for skill in skills]
+    experts = [specialist(parent, skill, args.steps, args.lr, args.lora_r) for skill in skills]
     layers = json.loads((Path(parent) / "config.json").read_text())["num_hidden_layers"]
     models = {"parent (SFT)": parent, f"specialist {skills[0]}": experts[0], f"specialist {skills[1]}": experts[1]}
     for method, config in merge_configs(parent, *experts, layers, args.weight).items():

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from llmcourse.cli import app
 
@@ -45,3 +47,23 @@ def test_help_exits_zero_without_heavy_imports(path: list[str]) -> None:
     assert report["code"] == 0, report["out"]
     assert "Usage" in report["out"]
     assert report["heavy"] == []
+
+
+def test_what_libraries_print_on_stdout_goes_to_stderr(tmp_path: Path) -> None:
+    # GPTQModel prints a banner on stdout when peft or transformers import it; `--json` and
+    # `--dry-run` output must stay parseable whatever a library prints while the command runs.
+    probe = (
+        "import sys, llmcourse.recipes.loader as loader\n"
+        "real = loader.validate\n"
+        "def noisy(*args, **kwargs):\n"
+        "    print('LIBRARY BANNER')\n"
+        "    return real(*args, **kwargs)\n"
+        "loader.validate = noisy\n"
+        "sys.argv = ['llmcourse', 'quantize', 'some/model', '--format', 'gguf', '--dry-run']\n"
+        "from llmcourse.cli import main\n"
+        "main()\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert "LIBRARY BANNER" in completed.stderr and "LIBRARY BANNER" not in completed.stdout
+    assert yaml.safe_load(completed.stdout)["model"] == "some/model"

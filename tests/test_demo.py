@@ -62,9 +62,9 @@ def test_demo_prints_a_table_and_reuses_its_stages(demo_report: dict, lab_home: 
 def test_demo_adds_a_gptq_row_that_keeps_the_merge_s_exact_match(demo_report: dict) -> None:
     if not GPTQ_BESIDE and importlib.util.find_spec("gptqmodel") is None:
         pytest.skip("GPTQModel is not installed here (make test installs it beside the environment)")
-    stages = demo_report["stages"]
-    merge, gptq = stages[4], stages[-1]
-    assert gptq["stage"] == "GPTQ 4-bit g128 (GPTQModel)", [stage["stage"] for stage in stages]
+    stages = {stage["stage"]: stage for stage in demo_report["stages"]}
+    merge, gptq = stages["merge: slerp(SFT, DPO)"], stages.get("GPTQ 4-bit g128 (GPTQModel)")
+    assert gptq is not None, list(stages)
     config = json.loads((Path(gptq["path"]) / "quantize_config.json").read_text())
     assert (config["quant_method"], config["bits"], config["group_size"]) == ("gptq", 4, 128)
     quantized, full = gptq["metrics"], merge["metrics"]
@@ -89,3 +89,18 @@ def test_demo_ends_by_generating_from_the_final_model(demo_report: dict) -> None
         assert picture.size[0] > 400 and high - low > 100, "a drawing, not a blank page"
     assert Path(generation["top_k"]).stat().st_size > 10_000
     assert "generate (final model)" in demo_report["stderr"] and "beam-search tree" in demo_report["stderr"]
+
+
+def test_demo_merges_two_specialists_into_one_model_that_keeps_both_skills(demo_report: dict) -> None:
+    summary = demo_report["specialists"]
+    scores, skills = summary["scores"], summary["skills"]
+    parent = scores["parent (SFT)"]
+    for skill in skills:
+        assert scores[f"specialist {skill}"][skill] >= parent[skill] + 0.1, (skill, scores)
+    best = scores[summary["best"]]
+    assert all(best[skill] > parent[skill] for skill in skills), ("the best merge gains on both skills", best, parent)
+    assert summary["best_kept"] >= 0.7, summary
+    rows = {stage["stage"]: stage["metrics"] for stage in demo_report["stages"]}
+    for method in ("linear", "slerp", "ties", "dare_ties"):
+        assert set(rows[f"merge: {method}(specialists)"]) == {f"exact_match/{skill}" for skill in skills}
+    assert "merging experiment: the best merge of the two specialists" in demo_report["stderr"]

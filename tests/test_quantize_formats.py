@@ -102,6 +102,7 @@ def test_bnb_and_hqq_folders_reload_quantized_generate_and_share_one_report(lab_
     assert scored.exit_code == 0, scored.output
     board = json.loads((tmp_path / "eval" / "report.json").read_text())["models"][0]
     assert board["scores"]["lab_sentiment_mc"] >= 0.8, "a quantized folder is evaluated as it loads"
+    assert board["model"] == f"{folder.name}/nf4", "a sub-folder of an output is named with its parent"
 
 
 @pytest.mark.slow

@@ -314,7 +314,7 @@ def lab_score(
 @app.command(rich_help_panel="Lab")
 def demo(
     force: Annotated[bool, typer.Option("--force", help="Rebuild the lab base even if cached.")] = False,
-    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Leave out a stage: gguf, gptq, generate.")] = None,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Leave out a stage: gguf, gptq, specialists (the merging experiment), generate.")] = None,
     debug: Debug = False,
     json_out: Json = False,
 ) -> None:
@@ -325,7 +325,7 @@ def demo(
         from llmcourse.errors import choose
 
         for stage in skip or []:
-            choose("demo stage", stage, ("gguf", "gptq", "generate"))
+            choose("demo stage", stage, ("gguf", "gptq", "specialists", "generate"))
         run(force=force, as_json=json_out, skip=tuple(skip or ()))
 
     guarded(debug, action)
@@ -345,8 +345,11 @@ register_eval(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (library output on stdout is sent to stderr; see console.py)."""
+    from llmcourse.console import results_only_on_stdout
+
+    with results_only_on_stdout():
+        app()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ draw the course's pictures of decoding."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -63,15 +62,15 @@ def generate(
 
 
 def _show(results: list[Any], as_json: bool, pictures: dict[str, str]) -> None:
-    from llmcourse.console import err, out
+    from llmcourse.console import err, out, stdout
 
     if as_json:
         rows = [{"strategy": r.strategy, "text": r.text, "token_ids": r.token_ids, "tokens": len(r.token_ids), "prompt_tokens": r.prompt_tokens,
                  "seq_logprob": r.seq_logprob, "tokens_per_second": r.tokens_per_second} for r in results]
-        sys.stdout.write(json.dumps({"results": rows, **pictures}, indent=2) + "\n")
+        stdout().write(json.dumps({"results": rows, **pictures}, indent=2) + "\n")
         return
     if len(results) == 1:
-        sys.stdout.write(results[0].text + "\n")
+        stdout().write(results[0].text + "\n")
         r = results[0]
         err.print(f"[dim]{r.strategy}: {len(r.token_ids)} tokens, log-prob {r.seq_logprob:.2f}, {r.tokens_per_second:.0f} tok/s[/]")
     else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import traceback
 from typing import Any, Callable, NoReturn
 
@@ -49,15 +48,18 @@ def guarded(debug: bool, action: Callable[[], Any]) -> Any:
 
 def print_recipe(recipe: Any) -> None:
     """The resolved recipe as YAML on stdout (for --dry-run)."""
+    from llmcourse.console import stdout
     from llmcourse.recipes.loader import dump_recipe
 
-    sys.stdout.write(dump_recipe(recipe))
+    stdout().write(dump_recipe(recipe))
 
 
 def emit_summary(title: str, summary: dict[str, Any], as_json: bool) -> None:
     """A run summary: JSON on stdout with --json, else a rich table."""
+    from llmcourse.console import stdout
+
     if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        stdout().write(json.dumps(summary, indent=2, default=str) + "\n")
         return
     from rich.table import Table
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmcourse.console import err, out
+from llmcourse.console import err, out, stdout
 from llmcourse.lab import skills as lab_skills
 
 
@@ -183,15 +182,21 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = ()) 
         from llmcourse.demo_generate import generation_stage
 
         generation = generation_stage(results[4], quants)
+    experiment: tuple[list[Any], dict[str, Any]] = ([], {})
+    if "specialists" not in skip:
+        from llmcourse.demo_specialists import specialists_stage
+
+        experiment = specialists_stage(results[2], force)
     # Last: importing GPTQModel patches transformers' checkpoint loading (defuser) for the rest of the process.
     gptq = [] if "gptq" in skip else gptq_stage(results[4], force)
-    results += gptq
+    results += gptq + experiment[0]
     quants += gptq
     elapsed = time.perf_counter() - started
     print_table(results, err if as_json else out)  # with --json, stdout carries the JSON only
     if as_json:
-        payload = {"stages": [r.__dict__ for r in results], "tree": tree, "generation": generation, "elapsed_s": round(elapsed, 1)}
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        payload = {"stages": [r.__dict__ for r in results], "tree": tree, "generation": generation, "specialists": experiment[1],
+                   "elapsed_s": round(elapsed, 1)}
+        stdout().write(json.dumps(payload, indent=2, default=str) + "\n")
     base, sft, dpo = (results[i].metrics for i in (1, 2, 3))
     lift = sft["exact_match/mean"] - base["exact_match/mean"]
     err.print(f"SFT lifted held-out exact match by {100 * lift:.0f} points over the base (same ChatML prompts)")
@@ -201,6 +206,11 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = ()) 
     for quant in quants:
         err.print(f"{quant.stage}: exact match {100 * quant.metrics['exact_match/mean']:.1f}%, perplexity ratio "
                   f"{quant.metrics['ppl_ratio']:.4f}, {quant.metrics['size_mb']:.1f} MB, {quant.metrics['decode_tok_s']:.0f} tok/s")
+    if experiment[1]:
+        summary, own = experiment[1], {skill: experiment[1]["scores"][f"specialist {skill}"][skill] for skill in experiment[1]["skills"]}
+        best = summary["scores"][summary["best"]]
+        err.print(f"merging experiment: the best merge of the two specialists, {summary['best']}, keeps {100 * summary['best_kept']:.1f}% "
+                  "of each one's own-skill score (" + ", ".join(f"{skill} {best[skill]:.2f} of {own[skill]:.2f}" for skill in own) + ")")
     err.print(f"family tree of the final model: {tree['models']} models → {tree['png']}")
     if generation:
         from llmcourse.demo_generate import print_generation

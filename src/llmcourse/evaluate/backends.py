@@ -51,8 +51,12 @@ def resolve(spec: str, allow_pickle: bool = False) -> EvalModel:
 
 
 def label_for(spec: str) -> str:
-    """A short, readable name: the folder or file name, or the hub id's last part."""
-    return Path(spec.rstrip("/")).name or spec
+    """A short, readable name: the folder or file name, or the hub id's last part. A folder inside
+    another output (`name-GPTQ/4bit`, `adapter/merged`: the parent has a card) is `parent/folder`."""
+    path = Path(spec.rstrip("/"))
+    if path.parent.name and (path.parent / "README.md").is_file() and path.is_dir():
+        return f"{path.parent.name}/{path.name}"
+    return path.name or spec
 
 
 def _is_gguf(spec: str) -> bool:

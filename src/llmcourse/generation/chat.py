@@ -17,7 +17,7 @@ HELP = "commands: /reset, /save FILE, /system TEXT, /quit"
 
 def run(engine: Any, strategy: Any, options: Any, system: str | None, seed: int, stdin: TextIO = sys.stdin) -> list[dict[str, str]]:
     """The read–generate–print loop; returns the conversation."""
-    from llmcourse.console import err
+    from llmcourse.console import err, stdout
 
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     err.print(f"[bold]chat[/] with {engine.name} ({strategy.name}); {HELP}")
@@ -49,13 +49,13 @@ def run(engine: Any, strategy: Any, options: Any, system: str | None, seed: int,
             err.print(f"[yellow]unknown command[/] {text.split()[0]}; {HELP}")
             continue
         ids = engine.prompt_ids(text, history=history or None)
-        sys.stdout.write("assistant> ")
+        stdout().write("assistant> ")
         pieces = []
         for piece in engine.stream(ids, strategy, options, seed + turn):
             pieces.append(piece)
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        sys.stdout.write("\n")
+            stdout().write(piece)
+            stdout().flush()
+        stdout().write("\n")
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": "".join(pieces).strip()}]
         turn += 1
     return history

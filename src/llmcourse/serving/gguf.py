@@ -20,6 +20,9 @@ def server_command(path: str, host: str, port: int, api_key: str | None, model_i
 
 def become(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
     """Replace this process by `command` (exec): stopping the command line stops the server, no orphan is left."""
+    from llmcourse.console import stdout
+
+    stdout().flush()
     sys.stdout.flush()
     sys.stderr.flush()
     if cwd is not None:

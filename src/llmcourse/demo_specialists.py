@@ -1,0 +1,107 @@
+"""The demo's merging experiment: two specialists, four merges, held-out exact match on both skills.
+
+From the demo's SFT model, two LoRA specialists are fine-tuned on one skill each (the shipped lab
+SFT recipe with one skill's data, the adapter merged into the weights); mergekit merges them with
+linear, slerp, ties and dare_ties (fixed seed); one `llmcourse eval` run scores the parent, both
+specialists and every merge on the two skills' held-out questions. The summary says how much of
+each specialist's own-skill score the best merge keeps. (`benchmarks/merge_specialists.py` runs the
+same experiment with other settings.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from llmcourse.console import err
+
+SKILLS = ("parity", "first_letter")
+STEPS = 100
+LEARNING_RATE = 2e-3
+LORA_RANK = 16
+TASK_WEIGHT = 0.8  # each task vector at 0.8 (measured: 1.0 lets the two skills interfere; see benchmarks/README.md)
+HELDOUT = 100
+MERGE_METHODS = ("linear", "slerp", "ties", "dare_ties")
+
+
+def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate: float = LEARNING_RATE, lora_rank: int = LORA_RANK) -> Any:
+    """The shipped lab SFT recipe, from `parent`, on one skill only; LoRA (merged afterwards) when
+    `lora_rank` > 0, else every weight."""
+    from llmcourse.recipes.registry import load_command_recipe
+
+    overrides = [f"base_model={parent}", f"datasets.0.path=lab://{skill}", "datasets.0.num_samples=4000", f"max_steps={steps}",
+                 f"learning_rate={learning_rate}", "warmup_steps=10", "eval_lab_count=0"]
+    if lora_rank:
+        overrides += ["adapter=lora", f"lora_r={lora_rank}", f"lora_alpha={2 * lora_rank}", "merge_adapter=true"]
+    return load_command_recipe("sft", "lab/sft", overrides, None)
+
+
+def merge_configs(parent: str, a: str, b: str, layers: int, weight: float = TASK_WEIGHT) -> dict[str, dict[str, Any]]:
+    """mergekit YAML (as dicts) of the two specialists for each method, as mergekit's documentation
+    writes them; ties and dare_ties add the task vectors (not normalized), each at `weight`."""
+    both = [{"model": a}, {"model": b}]
+    task = {"density": 0.8, "weight": weight}
+    return {
+        "linear": {"merge_method": "linear", "models": [{**m, "parameters": {"weight": 0.5}} for m in both], "dtype": "float32"},
+        "slerp": {"merge_method": "slerp", "base_model": a, "dtype": "float32",
+                  "slices": [{"sources": [{"model": a, "layer_range": [0, layers]}, {"model": b, "layer_range": [0, layers]}]}],
+                  "parameters": {"t": 0.5}},
+        "ties": {"merge_method": "ties", "base_model": parent, "dtype": "float32",
+                 "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
+        "dare_ties": {"merge_method": "dare_ties", "base_model": parent, "dtype": "float32",
+                      "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
+    }
+
+
+def kept_shares(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Per model, the smallest share of a specialist's own-skill score it reaches on that skill."""
+    own = {skill: scores[f"specialist {skill}"][skill] for skill in SKILLS}
+    return {label: min(row[skill] / own[skill] if own[skill] else 0.0 for skill in SKILLS) for label, row in scores.items()}
+
+
+def specialists_stage(parent: Any, force: bool) -> tuple[list[Any], dict[str, Any]]:
+    """The experiment's rows for the demo table, and its summary (scores, kept shares, best merge)."""
+    import hashlib
+
+    from llmcourse.cache import llmcourse_home, run_cached
+    from llmcourse.demo import StageResult
+    from llmcourse.demo_merge import merged
+    from llmcourse.finetune.sft import run as run_sft
+
+    models: dict[str, str] = {}
+    for skill in SKILLS:
+        path, built = run_cached("sft", specialist_recipe(parent.path, skill), run_sft, force)
+        if not built:
+            err.print(f"reusing the {skill} specialist in {path}")
+        models[f"specialist {skill}"] = str(path / "merged")
+    layers = json.loads((Path(parent.path) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+    configs = merge_configs(parent.path, models[f"specialist {SKILLS[0]}"], models[f"specialist {SKILLS[1]}"], layers)
+    for method, config in configs.items():
+        models[f"{method}(specialists)"] = str(merged(method, config, force))
+    digest = hashlib.sha256(json.dumps([parent.path, models], sort_keys=True).encode()).hexdigest()[:10]
+    cached = llmcourse_home() / "lab" / f"specialists-eval-{digest}.json"
+    if cached.is_file() and not force:
+        scores = json.loads(cached.read_text(encoding="utf-8"))
+    else:
+        scores = _score({"parent (SFT)": parent.path, **models}, cached.with_suffix(""))
+        cached.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
+    kept = kept_shares(scores)
+    merges = [f"{method}(specialists)" for method in MERGE_METHODS]
+    best = max(merges, key=lambda label: kept[label])
+    rows = [StageResult(f"{label}" if label.startswith("specialist") else f"merge: {label}", path,
+                        {f"exact_match/{skill}": scores[label][skill] for skill in SKILLS})
+            for label, path in models.items()]
+    summary = {"skills": list(SKILLS), "scores": scores, "kept": kept, "best": best, "best_kept": kept[best]}
+    return rows, summary
+
+
+def _score(models: dict[str, str], output: Path) -> dict[str, dict[str, float]]:
+    """Held-out exact match of every model on the two skills, in one `llmcourse eval` run."""
+    from llmcourse.evaluate.run import run
+    from llmcourse.recipes.eval import EvalRecipe
+
+    recipe = EvalRecipe(models=list(models.values()), suite="custom", tasks=[f"lab_{skill}" for skill in SKILLS], limit=HELDOUT,
+                        output_dir=str(output), apply_chat_template=True)
+    entries = run(recipe, overwrite=True, quiet=True)["models"]
+    return {label: {skill: round(entry["scores"][f"lab_{skill}"], 4) for skill in SKILLS} for label, entry in zip(models, entries)}
