@@ -106,3 +106,7 @@ def test_demo_merges_two_specialists_into_one_model_that_keeps_both_skills(demo_
     for method in ("linear", "slerp", "ties", "dare_ties"):
         assert set(rows[f"merge: {method}(specialists)"]) == {f"exact_match/{skill}" for skill in skills}
     assert "merging experiment: the best merge of the two specialists" in demo_report["stderr"]
+    moe = next(stage for stage in demo_report["stages"] if stage["stage"] == "MoE: moe(specialists)")
+    config = json.loads((Path(moe["path"]) / "config.json").read_text())
+    assert config["architectures"] == ["MixtralForCausalLM"] and config["num_local_experts"] == 2, config
+    assert sum(scores["moe(specialists)"].values()) > 0.5, ("the MoE answers the lab questions", scores)

@@ -19,8 +19,8 @@ def slerp_config(a: str, b: str, t: float = 0.5, layers: int = 4) -> dict[str, A
             "slices": [{"sources": [{"model": a, "layer_range": [0, layers]}, {"model": b, "layer_range": [0, layers]}]}]}
 
 
-def merged(method: str, config: dict[str, Any], force: bool) -> Path:
-    """The merge of `config` (mergekit YAML) into a lab cache folder named by its content."""
+def merged(method: str, config: dict[str, Any], force: bool, moe: bool = False) -> Path:
+    """The merge of `config` (mergekit YAML, or mergekit-moe YAML) into a lab cache folder named by its content."""
     from llmcourse.cache import llmcourse_home
     from llmcourse.merging.merge import MergeSettings, run
 
@@ -32,7 +32,7 @@ def merged(method: str, config: dict[str, Any], force: bool) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         config_file = Path(tmp) / f"{method}.yaml"
         config_file.write_text(text, encoding="utf-8")
-        run(config_file, path, overwrite=True, moe=False, settings=MergeSettings(random_seed=0))
+        run(config_file, path, overwrite=True, moe=moe, settings=MergeSettings(random_seed=0))
     return path
 
 
