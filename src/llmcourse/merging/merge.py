@@ -120,6 +120,49 @@ def rich_progress(description: str) -> Iterator[None]:
         mergekit.graph.tqdm, mergekit.merge.tqdm = saved
 
 
+class _ShardReadPerTensor:
+    """A safetensors shard that is opened for each tensor it gives and closed again, so that the
+    pages of the memory-mapped input are released after every read (mergekit keeps a shard mapped
+    while it works through it: the pages it has read count in the process's memory)."""
+
+    def __init__(self, path: str, device: str) -> None:
+        from safetensors import safe_open
+
+        self.path, self.device = path, device
+        with safe_open(path, framework="pt", device=device) as shard:
+            self._keys = list(shard.keys())
+
+    def keys(self) -> list[str]:
+        """The tensor names in the shard."""
+        return self._keys
+
+    def get_tensor(self, key: str) -> Any:
+        """One tensor, copied out of the file."""
+        from safetensors import safe_open
+
+        with safe_open(self.path, framework="pt", device=self.device) as shard:
+            return shard.get_tensor(key).clone()
+
+
+@contextlib.contextmanager
+def inputs_read_per_tensor() -> Iterator[None]:
+    """Make mergekit read safetensors inputs through `_ShardReadPerTensor` while it merges."""
+    from mergekit.io.loader import TensorLoader
+
+    original = TensorLoader.__dict__["get"]
+
+    def get(cls: Any, shard_path: str, use_lazy_unpickle: bool = False, device: str | None = None) -> Any:
+        if shard_path.lower().endswith(".safetensors"):
+            return _ShardReadPerTensor(shard_path, device or "cpu")
+        return original.__func__(cls, shard_path, use_lazy_unpickle, device)
+
+    TensorLoader.get = classmethod(get)
+    try:
+        yield
+    finally:
+        TensorLoader.get = original
+
+
 def mergekit_options(settings: MergeSettings) -> Any:
     """mergekit's MergeOptions from ours (no card from mergekit: we write a complete one)."""
     from mergekit.options import MergeOptions, parse_kmb
@@ -175,7 +218,7 @@ def run(config_path: Path, output: Path | None, overwrite: bool, moe: bool, sett
         else:
             from mergekit.merge import run_merge
 
-            with rich_progress(f"{method} tensors"):
+            with rich_progress(f"{method} tensors"), inputs_read_per_tensor():
                 run_merge(config, str(folder), options=mergekit_options(settings), config_source=text)
         (folder / "mergekit_moe_config.yml" if moe else folder / "mergekit_config.yml").write_text(text, encoding="utf-8")
         summary = {
