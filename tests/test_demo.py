@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import GPTQ_BESIDE, run_cli
 
@@ -91,22 +92,29 @@ def test_demo_ends_by_generating_from_the_final_model(demo_report: dict) -> None
     assert "generate (final model)" in demo_report["stderr"] and "beam-search tree" in demo_report["stderr"]
 
 
-def test_demo_merges_two_specialists_into_one_model_that_keeps_both_skills(demo_report: dict) -> None:
-    summary = demo_report["specialists"]
-    scores, skills = summary["scores"], summary["skills"]
-    parent = scores["parent (SFT)"]
-    for skill in skills:
-        assert scores[f"specialist {skill}"][skill] >= parent[skill] + 0.1, (skill, scores)
-    # The lab SFT parent's own per-skill scores swing between machines (see the README), so the merge
-    # is held to what merging is for: most of each specialist's gain, and more than the parent overall.
-    best = scores[summary["best"]]
-    assert summary["best_kept"] >= 0.7, summary
-    assert sum(best.values()) > sum(parent.values()), ("the best merge beats the parent on the two skills together", best, parent)
-    rows = {stage["stage"]: stage["metrics"] for stage in demo_report["stages"]}
-    for method in ("linear", "slerp", "ties", "dare_ties"):
-        assert set(rows[f"merge: {method}(specialists)"]) == {f"exact_match/{skill}" for skill in skills}
-    assert "merging experiment: the best merge of the two specialists" in demo_report["stderr"]
-    moe = next(stage for stage in demo_report["stages"] if stage["stage"] == "MoE: moe(specialists)")
-    config = json.loads((Path(moe["path"]) / "config.json").read_text())
+@pytest.mark.slow
+def test_the_merging_experiment_trains_two_specialists_merges_them_five_ways_and_scores_all(lab_sft: str) -> None:
+    # The demo's stage at a smaller size (40 steps per specialist, 20 questions per skill); the demo
+    # itself runs 100 and 100 (its numbers: README and benchmarks/README.md).
+    from types import SimpleNamespace
+
+    from llmcourse.demo_specialists import MERGE_METHODS, SKILLS, specialists_stage
+
+    rows, summary = specialists_stage(SimpleNamespace(path=lab_sft), force=False, steps=40, heldout=20)
+    scores, kept = summary["scores"], summary["kept"]
+    labels = ["parent (SFT)", *(f"specialist {skill}" for skill in SKILLS), *(f"{m}(specialists)" for m in MERGE_METHODS), "moe(specialists)"]
+    assert list(scores) == labels and all(0 <= scores[label][skill] <= 1 for label in labels for skill in SKILLS)
+    for skill in SKILLS:  # 20 questions are too few to rank the models; training is checked by its loss
+        report = json.loads((Path(rows[SKILLS.index(skill)].path).parent / "report.json").read_text())
+        assert report["steps"] == 40 and report["last_logged_loss"] < report["train_loss"], report
+    own = {skill: scores[f"specialist {skill}"][skill] for skill in SKILLS}
+    assert summary["best"] in {f"{m}(specialists)" for m in MERGE_METHODS}
+    assert summary["best_kept"] == max(kept[f"{m}(specialists)"] for m in MERGE_METHODS)
+    assert kept["linear(specialists)"] == pytest.approx(min(scores["linear(specialists)"][s] / own[s] for s in SKILLS))
+    stages = {row.stage: row for row in rows}
+    assert set(stages) == {"specialist parity", "specialist first_letter", *(f"merge: {m}(specialists)" for m in MERGE_METHODS), "MoE: moe(specialists)"}
+    assert Path(stages["specialist parity"].path).name == "merged" and (Path(stages["specialist parity"].path) / "model.safetensors").is_file()
+    config = json.loads((Path(stages["MoE: moe(specialists)"].path) / "config.json").read_text())
     assert config["architectures"] == ["MixtralForCausalLM"] and config["num_local_experts"] == 2, config
-    assert sum(scores["moe(specialists)"].values()) > 0.5, ("the MoE answers the lab questions", scores)
+    ties = yaml.safe_load((Path(stages["merge: ties(specialists)"].path) / "mergekit_config.yml").read_text())
+    assert ties["base_model"] == lab_sft and [m["parameters"]["weight"] for m in ties["models"]] == [0.8, 0.8]

@@ -80,8 +80,9 @@ def kept_shares(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     return {label: min(row[skill] / own[skill] if own[skill] else 0.0 for skill in SKILLS) for label, row in scores.items()}
 
 
-def specialists_stage(parent: Any, force: bool) -> tuple[list[Any], dict[str, Any]]:
-    """The experiment's rows for the demo table, and its summary (scores, kept shares, best merge)."""
+def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int = HELDOUT) -> tuple[list[Any], dict[str, Any]]:
+    """The experiment's rows for the demo table, and its summary (scores, kept shares, best merge);
+    `steps` per specialist and `heldout` questions per skill (the demo: 100 each)."""
     import hashlib
 
     from llmcourse.cache import llmcourse_home, run_cached
@@ -91,7 +92,7 @@ def specialists_stage(parent: Any, force: bool) -> tuple[list[Any], dict[str, An
 
     models: dict[str, str] = {}
     for skill in SKILLS:
-        path, built = run_cached("sft", specialist_recipe(parent.path, skill), run_sft, force)
+        path, built = run_cached("sft", specialist_recipe(parent.path, skill, steps), run_sft, force)
         if not built:
             err.print(f"reusing the {skill} specialist in {path}")
         models[f"specialist {skill}"] = str(path / "merged")
@@ -101,12 +102,12 @@ def specialists_stage(parent: Any, force: bool) -> tuple[list[Any], dict[str, An
         models[f"{method}(specialists)"] = str(merged(method, config, force))
     experts = {skill: models[f"specialist {skill}"] for skill in SKILLS}
     models["moe(specialists)"] = str(merged("moe", moe_config(parent.path, experts), force, moe=True))
-    digest = hashlib.sha256(json.dumps([parent.path, models], sort_keys=True).encode()).hexdigest()[:10]
+    digest = hashlib.sha256(json.dumps([parent.path, models, heldout], sort_keys=True).encode()).hexdigest()[:10]
     cached = llmcourse_home() / "lab" / f"specialists-eval-{digest}.json"
     if cached.is_file() and not force:
         scores = json.loads(cached.read_text(encoding="utf-8"))
     else:
-        scores = _score({"parent (SFT)": parent.path, **models}, cached.with_suffix(""))
+        scores = _score({"parent (SFT)": parent.path, **models}, cached.with_suffix(""), heldout)
         cached.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
     kept = kept_shares(scores)
     merges = [f"{method}(specialists)" for method in MERGE_METHODS]
@@ -118,12 +119,12 @@ def specialists_stage(parent: Any, force: bool) -> tuple[list[Any], dict[str, An
     return rows, summary
 
 
-def _score(models: dict[str, str], output: Path) -> dict[str, dict[str, float]]:
+def _score(models: dict[str, str], output: Path, heldout: int) -> dict[str, dict[str, float]]:
     """Held-out exact match of every model on the two skills, in one `llmcourse eval` run."""
     from llmcourse.evaluate.run import run
     from llmcourse.recipes.eval import EvalRecipe
 
-    recipe = EvalRecipe(models=list(models.values()), suite="custom", tasks=[f"lab_{skill}" for skill in SKILLS], limit=HELDOUT,
+    recipe = EvalRecipe(models=list(models.values()), suite="custom", tasks=[f"lab_{skill}" for skill in SKILLS], limit=heldout,
                         output_dir=str(output), apply_chat_template=True)
     entries = run(recipe, overwrite=True, quiet=True)["models"]
     return {label: {skill: round(entry["scores"][f"lab_{skill}"], 4) for skill in SKILLS} for label, entry in zip(models, entries)}
