@@ -315,6 +315,7 @@ def lab_score(
 def demo(
     force: Annotated[bool, typer.Option("--force", help="Rebuild the lab base even if cached.")] = False,
     skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Leave out a stage: gguf, gptq, specialists (the merging experiment), generate.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every training stage (pretraining, SFT, DPO, specialists).")] = 0,
     debug: Debug = False,
     json_out: Json = False,
 ) -> None:
@@ -326,7 +327,7 @@ def demo(
 
         for stage in skip or []:
             choose("demo stage", stage, ("gguf", "gptq", "specialists", "generate"))
-        run(force=force, as_json=json_out, skip=tuple(skip or ()))
+        run(force=force, as_json=json_out, skip=tuple(skip or ()), seed=seed)
 
     guarded(debug, action)
 

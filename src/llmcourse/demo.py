@@ -56,11 +56,12 @@ def _has_chat_template(path: Path) -> bool:
     return (path / "chat_template.jinja").is_file() or (config.is_file() and "chat_template" in json.loads(config.read_text(encoding="utf-8")))
 
 
-def base_stages(force: bool) -> list[StageResult]:
-    """Build or reuse the lab base and measure it with plain Q/A prompts and with ChatML prompts."""
+def base_stages(force: bool, seed: int = 0) -> list[StageResult]:
+    """Build or reuse the lab base (pretrained with `seed`) and measure it with plain Q/A prompts and
+    with ChatML prompts."""
     from llmcourse.labcmd import build
 
-    built = build([], force)
+    built = build([f"train.seed={seed}"], force)
     path = Path(built["path"])
     common = {"size_mb": round(folder_size_mb(path), 2)}
     plain = lab_score(path, "plain", force)
@@ -71,20 +72,20 @@ def base_stages(force: bool) -> list[StageResult]:
     ]
 
 
-def sft_recipe(base: str) -> Any:
+def sft_recipe(base: str, seed: int = 0) -> Any:
     """The shipped lab SFT recipe started from `base`: the demo's SFT stage (its cache folder is
     `llmcourse.cache.cache_path("sft", sft_recipe(base))`)."""
     from llmcourse.recipes.registry import load_command_recipe
 
-    return load_command_recipe("sft", "lab/sft", [f"base_model={base}"], None)
+    return load_command_recipe("sft", "lab/sft", [f"base_model={base}", f"seed={seed}"], None)
 
 
-def sft_stage(base: str, force: bool) -> StageResult:
+def sft_stage(base: str, force: bool, seed: int = 0) -> StageResult:
     """Fine-tune the base with the shipped lab SFT recipe (ChatML) and measure it."""
     from llmcourse.cache import run_cached
     from llmcourse.finetune.sft import run as run_sft
 
-    recipe = sft_recipe(base)
+    recipe = sft_recipe(base, seed)
     path, built = run_cached("sft", recipe, run_sft, force)
     if not built:
         err.print(f"reusing the SFT model in {path}")
@@ -95,19 +96,19 @@ def sft_stage(base: str, force: bool) -> StageResult:
     return StageResult("SFT (full)", str(path), metrics)
 
 
-def dpo_recipe(sft: str) -> Any:
+def dpo_recipe(sft: str, seed: int = 0) -> Any:
     """The shipped lab DPO recipe started from the SFT model: the demo's DPO stage."""
     from llmcourse.recipes.registry import load_command_recipe
 
-    return load_command_recipe("dpo", "lab/dpo", [f"base_model={sft}"], None)
+    return load_command_recipe("dpo", "lab/dpo", [f"base_model={sft}", f"seed={seed}"], None)
 
 
-def dpo_stage(sft: StageResult, force: bool) -> StageResult:
+def dpo_stage(sft: StageResult, force: bool, seed: int = 0) -> StageResult:
     """DPO of the SFT model with the shipped lab recipe; held-out pair and reward accuracy, exact match."""
     from llmcourse.cache import run_cached
     from llmcourse.finetune.dpo import run as run_dpo
 
-    recipe = dpo_recipe(sft.path)
+    recipe = dpo_recipe(sft.path, seed)
     path, built = run_cached("dpo", recipe, run_dpo, force)
     if not built:
         err.print(f"reusing the DPO model in {path}")
@@ -124,52 +125,60 @@ SHORT_NAMES = {"sentiment": "sentim.", "first_letter": "1st let.", "last_letter"
 
 
 def print_table(results: list[StageResult], console: Any = None) -> None:
-    """One rich table: a row per stage, exact match per skill, perplexity and size."""
+    """Two rich tables that fit 100 columns: held-out exact match per skill for every stage, then
+    the other measurements (preference accuracy, perplexity, size, speed, loss)."""
     from rich.table import Table
 
     params = next((r.metrics["parameters"] for r in results if r.metrics.get("parameters")), 0)
-    table = Table(
-        title=f"llmcourse demo — the lab model ({params / 1e6:.2f} M parameters) at each stage",
-        caption="held-out exact match per skill (chat models: `llmcourse eval`, lm-eval on the lab tasks; the base: "
-        "`llmcourse lab score`); pair acc: held-out preference pairs whose chosen answer is more likely; "
-        "rwd acc: pairs whose DPO reward margin (vs the SFT model) is > 0; perplexity on held-out plain lab text "
-        "(a chat fine-tune forgets plain text: that is what this column shows); ppl ×: a quantized model's (GGUF, "
-        "GPTQ) perplexity on held-out answers ÷ the merge's; weight size; greedy decode tokens/s; last training loss",
+    accuracy = Table(
+        title=f"llmcourse demo — the lab model ({params / 1e6:.2f} M parameters): held-out exact match",
+        caption="100 held-out questions per skill; chat models through `llmcourse eval` (lm-eval on the lab tasks), "
+        "the base through `llmcourse lab score`",
         header_style="bold",
     )
-    table.add_column("stage", no_wrap=True)
+    accuracy.add_column("stage", no_wrap=True)
     for name in lab_skills.SKILLS:
-        table.add_column(SHORT_NAMES.get(name, name), justify="right")
-    for column in ("EM mean", "pair acc", "rwd acc", "ppl", "ppl ×", "MB", "tok/s", "loss"):
-        table.add_column(column, justify="right", no_wrap=True)
+        accuracy.add_column(SHORT_NAMES.get(name, name), justify="right", no_wrap=True)
+    accuracy.add_column("mean", justify="right", no_wrap=True)
     for result in results:
         m = result.metrics
-        table.add_row(
-            result.stage,
-            *[_pct(m.get(f"exact_match/{name}")) for name in lab_skills.SKILLS],
-            _pct(m.get("exact_match/mean")),
-            _pct(m.get("pair_accuracy")),
-            _pct(m.get("reward_accuracy")),
-            f"{m['heldout_perplexity']:.3g}" if "heldout_perplexity" in m else "",
-            f"{m['ppl_ratio']:.4f}" if "ppl_ratio" in m else "",
-            f"{m['size_mb']:.1f}" if "size_mb" in m else "",
-            f"{m['decode_tok_s']:.0f}" if m.get("decode_tok_s") else "",
-            f"{m['loss']:.3f}" if m.get("loss") is not None else "",
-        )
-    (console or out).print(table)
+        accuracy.add_row(result.stage, *[_pct(m.get(f"exact_match/{name}")) for name in lab_skills.SKILLS], _pct(m.get("exact_match/mean")))
+    others = Table(
+        title="… and the other measurements",
+        caption="pair acc: held-out preference pairs whose chosen answer is more likely; rwd acc: pairs whose DPO reward "
+        "margin (vs the SFT model) is > 0; ppl: perplexity on held-out plain lab text (a chat fine-tune forgets plain "
+        "text); ppl ×: a quantized model's perplexity on held-out answers ÷ the merge's; MB: weights; tok/s: greedy "
+        "decode; loss: last training loss",
+        header_style="bold",
+    )
+    others.add_column("stage", no_wrap=True)
+    for column in ("pair acc", "rwd acc", "ppl", "ppl ×", "MB", "tok/s", "loss"):
+        others.add_column(column, justify="right", no_wrap=True)
+    for result in results:
+        m = result.metrics
+        cells = [_pct(m.get("pair_accuracy")), _pct(m.get("reward_accuracy")),
+                 f"{m['heldout_perplexity']:.3g}" if "heldout_perplexity" in m else "",
+                 f"{m['ppl_ratio']:.4f}" if "ppl_ratio" in m else "",
+                 f"{m['size_mb']:.1f}" if "size_mb" in m else "",
+                 f"{m['decode_tok_s']:.0f}" if m.get("decode_tok_s") else "",
+                 f"{m['loss']:.3f}" if m.get("loss") is not None else ""]
+        if any(cells):
+            others.add_row(result.stage, *cells)
+    (console or out).print(accuracy)
+    (console or out).print(others)
 
 
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.0f}%"
 
 
-def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = ()) -> list[StageResult]:
-    """Run the demo stages in order and print the table (or JSON)."""
+def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = (), seed: int = 0) -> list[StageResult]:
+    """Run the demo stages in order and print the table (or JSON); `seed` is every training stage's seed."""
     started = time.perf_counter()
     err.print("[bold]llmcourse demo[/]: the lab model, offline, end to end")
-    results = base_stages(force)
-    results.append(sft_stage(results[0].path, force))
-    results.append(dpo_stage(results[-1], force))
+    results = base_stages(force, seed)
+    results.append(sft_stage(results[0].path, force, seed))
+    results.append(dpo_stage(results[-1], force, seed))
     from llmcourse.demo_merge import family_tree, final_merge
     from llmcourse.demo_quant import gptq_stage, quant_stages
 
@@ -186,7 +195,7 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = ()) 
     if "specialists" not in skip:
         from llmcourse.demo_specialists import specialists_stage
 
-        experiment = specialists_stage(results[2], force)
+        experiment = specialists_stage(results[2], force, seed=seed)
     # Last: importing GPTQModel patches transformers' checkpoint loading (defuser) for the rest of the process.
     gptq = [] if "gptq" in skip else gptq_stage(results[4], force)
     results += gptq + experiment[0]

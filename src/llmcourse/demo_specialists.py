@@ -27,13 +27,14 @@ MERGE_METHODS = ("linear", "slerp", "ties", "dare_ties")
 GATE_PROMPTS = 8  # training questions per expert for its hidden-state gate
 
 
-def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate: float = LEARNING_RATE, lora_rank: int = LORA_RANK) -> Any:
+def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate: float = LEARNING_RATE, lora_rank: int = LORA_RANK,
+                      seed: int = 0) -> Any:
     """The shipped lab SFT recipe, from `parent`, on one skill only; LoRA (merged afterwards) when
     `lora_rank` > 0, else every weight."""
     from llmcourse.recipes.registry import load_command_recipe
 
     overrides = [f"base_model={parent}", f"datasets.0.path=lab://{skill}", "datasets.0.num_samples=4000", f"max_steps={steps}",
-                 f"learning_rate={learning_rate}", "warmup_steps=10", "eval_lab_count=0"]
+                 f"learning_rate={learning_rate}", "warmup_steps=10", "eval_lab_count=0", f"seed={seed}"]
     if lora_rank:
         overrides += ["adapter=lora", f"lora_r={lora_rank}", f"lora_alpha={2 * lora_rank}", "merge_adapter=true"]
     return load_command_recipe("sft", "lab/sft", overrides, None)
@@ -80,7 +81,7 @@ def kept_shares(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     return {label: min(row[skill] / own[skill] if own[skill] else 0.0 for skill in SKILLS) for label, row in scores.items()}
 
 
-def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int = HELDOUT) -> tuple[list[Any], dict[str, Any]]:
+def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int = HELDOUT, seed: int = 0) -> tuple[list[Any], dict[str, Any]]:
     """The experiment's rows for the demo table, and its summary (scores, kept shares, best merge);
     `steps` per specialist and `heldout` questions per skill (the demo: 100 each)."""
     import hashlib
@@ -92,7 +93,7 @@ def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int
 
     models: dict[str, str] = {}
     for skill in SKILLS:
-        path, built = run_cached("sft", specialist_recipe(parent.path, skill, steps), run_sft, force)
+        path, built = run_cached("sft", specialist_recipe(parent.path, skill, steps, seed=seed), run_sft, force)
         if not built:
             err.print(f"reusing the {skill} specialist in {path}")
         models[f"specialist {skill}"] = str(path / "merged")

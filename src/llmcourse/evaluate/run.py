@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmcourse.console import err
+from llmcourse.console import err, progress_bars_collapsed_in_logs
 from llmcourse.errors import UserError
 from llmcourse.evaluate.backends import EvalModel, resolve
 from llmcourse.evaluate.suites import Suite, TaskSpec, custom_suite, get_suite
@@ -127,9 +127,10 @@ def evaluate_model(model: EvalModel, plan: Plan, recipe: Any, device: str) -> tu
         by_shots.setdefault(0, []).append(plan.perplexity_task)
     merged: dict[str, Any] = {}
     for shots, names in by_shots.items():
-        result = lm_eval.simple_evaluate(model=lm, tasks=names, num_fewshot=shots, limit=recipe.limit, batch_size=recipe.batch_size,
-                                         task_manager=plan.task_manager, apply_chat_template=chat, log_samples=recipe.log_samples,
-                                         bootstrap_iters=recipe.bootstrap_iters, device=device)
+        with progress_bars_collapsed_in_logs():
+            result = lm_eval.simple_evaluate(model=lm, tasks=names, num_fewshot=shots, limit=recipe.limit, batch_size=recipe.batch_size,
+                                             task_manager=plan.task_manager, apply_chat_template=chat, log_samples=recipe.log_samples,
+                                             bootstrap_iters=recipe.bootstrap_iters, device=device)
         for key, value in result.items():
             if key in MERGED_KEYS or key == "samples":
                 merged.setdefault(key, {}).update(value)
