@@ -62,18 +62,22 @@ def run_variant(name: str, work: Path, skip: list[str]) -> dict[str, Any]:
         result = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     if result.returncode != 0:
         sys.exit(f"variant {name} failed; see {home / 'demo.log'}")
+    (home / "demo.json").write_text(result.stdout, encoding="utf-8")
     return {**json.loads(result.stdout), "wall_s": round(time.perf_counter() - started, 1)}
 
 
 def figures(demo: dict[str, Any]) -> dict[str, float]:
     """The figures the demo claims (and the tests check), from one `llmcourse demo --json`."""
+    from llmcourse.demo import sft_lift
+
     stages = {stage["stage"]: stage["metrics"] for stage in demo["stages"]}
     chat_base, sft, dpo = (demo["stages"][i]["metrics"] for i in (1, 2, 3))
     merge = demo["stages"][4]["metrics"]
     found: dict[str, float] = {
+        "base (Q/A) EM mean": demo["stages"][0]["metrics"]["exact_match/mean"],
         "base (ChatML) EM mean": chat_base["exact_match/mean"],
         "SFT EM mean": sft["exact_match/mean"],
-        "SFT lift (points/100)": sft["exact_match/mean"] - chat_base["exact_match/mean"],
+        "SFT lift on its skills": sft_lift(chat_base, sft),
         "DPO reward accuracy": dpo["reward_accuracy"],
         "DPO pair accuracy": dpo["pair_accuracy"],
         "DPO EM mean - SFT": dpo["exact_match/mean"] - sft["exact_match/mean"],
@@ -82,6 +86,9 @@ def figures(demo: dict[str, Any]) -> dict[str, float]:
     for key, value in sft.items():
         if key.startswith("exact_match/") and key != "exact_match/mean":
             found[f"SFT {key.split('/')[1]}"] = value
+    for key, value in dpo.items():
+        if key.startswith("exact_match/") and key != "exact_match/mean":
+            found[f"DPO {key.split('/')[1]}"] = value
     for quant in ("Q8_0", "Q4_K_M"):
         row = stages.get(f"GGUF {quant} (llama.cpp)")
         if row:

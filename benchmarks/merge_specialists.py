@@ -7,7 +7,7 @@ specialists and every merge on the two skills' held-out questions (lm-eval, exac
 report. Printed: each model's scores and, per merge, the share of each specialist's own-skill
 score it keeps (goal: the best merge keeps >= 80 % of both).
 
-    python benchmarks/merge_specialists.py [--skills parity,first_letter] [--steps 100] [--lr 3e-4] [--lora-r 0]
+    python benchmarks/merge_specialists.py [--skills topic,sign] [--steps 100] [--lr 3e-4] [--lora-r 0]
         [--weight 0.7] [--work DIR] [--json OUT.json]
 """
 
@@ -63,7 +63,7 @@ def main() -> None:
     from llmcourse.demo_specialists import merge_configs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skills", default="parity,first_letter", help="two lab skills, one per specialist")
+    parser.add_argument("--skills", default="topic,sign", help="two lab skills, one per specialist")
     parser.add_argument("--steps", type=int, default=100, help="SFT steps per specialist")
     parser.add_argument("--lr", type=float, default=3.0e-4, help="specialists' learning rate")
     parser.add_argument("--lora-r", type=int, default=0, help="train LoRA specialists of this rank (merged into the weights); 0: full")

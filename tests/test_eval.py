@@ -44,7 +44,9 @@ def three_models(lab_sft: str, tmp_path_factory: pytest.TempPathFactory) -> dict
 def test_three_lab_models_compared_in_one_report(three_models: dict) -> None:
     sft, adapter, merged = three_models["summary"]["models"]
     assert [b["model"] for b in (sft, adapter, merged)] == [Path(p).name for p in three_models["paths"]]
-    assert sft["scores"]["exact match"] >= 0.4 and sft["scores"]["choice"] >= 0.6, sft["scores"]
+    # The skills the lab SFT model was taught, which it answers on every machine measured (lab spread table).
+    for skill in ("parity", "sentiment", "count"):
+        assert sft["scores"][f"lab_{skill}"] >= 0.7 and sft["scores"][f"lab_{skill}_mc"] >= 0.7, sft["scores"]
     report = (three_models["out"] / "report.md").read_text()
     assert report.count("\n## ") == 3 and "| model | exact match | choice | average | word ppl | time |" in report
     assert "**" in report, "the best value per column is marked"
@@ -76,7 +78,7 @@ def test_lab_scores_equal_lm_eval_run_directly(three_models: dict) -> None:
 
     sft = three_models["paths"][0]
     ours = json.loads((three_models["out"] / Path(sft).name / "results.json").read_text())["results"]
-    names = ["lab_parity", "lab_count_mc", "lab_larger"]
+    names = ["lab_parity", "lab_count_mc", "lab_topic"]
     theirs = lm_eval.simple_evaluate(model="hf", model_args={"pretrained": sft, "dtype": "float32"}, device="cpu", batch_size=16,
                                      tasks=names, limit=int(LIMIT), apply_chat_template=True, bootstrap_iters=1000,
                                      task_manager=TaskManager(include_path=str(lab_tasks_folder()), include_defaults=False))["results"]

@@ -12,14 +12,16 @@ from llmcourse import __version__
 
 def llmcourse_home() -> Path:
     """The cache root, from `$LLMCOURSE_HOME` or `~/.cache/llmcourse`."""
-    return Path(os.environ.get("LLMCOURSE_HOME", Path.home() / ".cache" / "llmcourse")).expanduser()
+    return Path(os.environ.get("LLMCOURSE_HOME", Path.home() / ".cache" / "llmcourse")).expanduser().resolve()
 
 
 def cache_path(name: str, recipe: Any) -> Path:
     """The lab folder for stage `name` run from this exact recipe with this llmcourse version."""
     from llmcourse.recipes.loader import dump_recipe
 
-    digest = hashlib.sha256((dump_recipe(recipe) + __version__).encode()).hexdigest()[:10]
+    from llmcourse.lab import DATA_VERSION
+
+    digest = hashlib.sha256((dump_recipe(recipe) + __version__ + f"lab-data-{DATA_VERSION}").encode()).hexdigest()[:10]
     return llmcourse_home() / "lab" / f"{name}-{digest}"
 
 

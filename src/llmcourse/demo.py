@@ -92,8 +92,24 @@ def sft_stage(base: str, force: bool, seed: int = 0) -> StageResult:
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
     measured = lab_score(path, "chat", force)
     metrics = {**measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],
-               "tokens_per_second": report["tokens_per_second"]}
+               "tokens_per_second": report["tokens_per_second"], "sft_skills": taught_skills(recipe)}
     return StageResult("SFT (full)", str(path), metrics)
+
+
+def taught_skills(recipe: Any) -> list[str]:
+    """The lab skills a recipe's datasets teach (`lab://parity+count` → parity, count)."""
+    names: list[str] = []
+    for source in recipe.datasets:
+        if source.path.startswith("lab://"):
+            names += lab_skills.iter_skill_names(source.path.removeprefix("lab://"))
+    return names
+
+
+def sft_lift(base: dict[str, Any], sft: dict[str, Any]) -> float:
+    """How much SFT raised mean held-out exact match on the skills it taught, over the base asked in
+    the same chat template."""
+    taught = sft["sft_skills"]
+    return sum(sft[f"exact_match/{name}"] - base[f"exact_match/{name}"] for name in taught) / len(taught)
 
 
 def dpo_recipe(sft: str, seed: int = 0) -> Any:
@@ -133,7 +149,8 @@ def print_table(results: list[StageResult], console: Any = None) -> None:
     accuracy = Table(
         title=f"llmcourse demo — the lab model ({params / 1e6:.2f} M parameters): held-out exact match",
         caption="100 held-out questions per skill; chat models through `llmcourse eval` (lm-eval on the lab tasks), "
-        "the base through `llmcourse lab score`",
+        "the base through `llmcourse lab score`. The base learned every skill as plain Q/A text; SFT and DPO teach "
+        "parity, sentiment and count in chat form, and each specialist one of topic and sign",
         header_style="bold",
     )
     accuracy.add_column("stage", no_wrap=True)
@@ -207,8 +224,8 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = (), 
                    "elapsed_s": round(elapsed, 1)}
         stdout().write(json.dumps(payload, indent=2, default=str) + "\n")
     base, sft, dpo = (results[i].metrics for i in (1, 2, 3))
-    lift = sft["exact_match/mean"] - base["exact_match/mean"]
-    err.print(f"SFT lifted held-out exact match by {100 * lift:.0f} points over the base (same ChatML prompts)")
+    err.print(f"SFT lifted held-out exact match on the skills it taught ({', '.join(sft['sft_skills'])}) by "
+              f"{100 * sft_lift(base, sft):.0f} points over the base (same ChatML prompts)")
     err.print(f"DPO: held-out reward accuracy {100 * dpo['reward_accuracy']:.0f}%, pair accuracy "
               f"{100 * sft['pair_accuracy']:.0f}% → {100 * dpo['pair_accuracy']:.0f}%, exact match "
               f"{100 * sft['exact_match/mean']:.1f}% → {100 * dpo['exact_match/mean']:.1f}%")
@@ -227,5 +244,44 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = (), 
         from llmcourse.demo_generate import print_generation
 
         print_generation(generation)
+    print_goals(goals(results, experiment[1]))
     err.print(f"done in {elapsed:.0f} s; models are in {Path(results[0].path).parent}")
     return results
+
+
+def goals(results: list[StageResult], experiment: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """The demo's claims, each as (goal, what was measured, met), for the stages that ran."""
+    base, sft, dpo = (results[i].metrics for i in (1, 2, 3))
+    taught = sft["sft_skills"]
+
+    def mean(metrics: dict[str, Any]) -> float:
+        return sum(metrics[f"exact_match/{name}"] for name in taught) / len(taught)
+
+    lift = sft_lift(base, sft)
+    found = [("SFT lifts exact match on its skills by ≥ 50 points", f"{100 * lift:+.0f} points", lift >= 0.5),
+             ("DPO: held-out reward accuracy ≥ 90 %, exact match kept",
+              f"{100 * dpo['reward_accuracy']:.0f} %, {100 * mean(sft):.1f} → {100 * mean(dpo):.1f} %",
+              dpo["reward_accuracy"] >= 0.9 and mean(dpo) >= mean(sft) - 0.01)]
+    merge = results[4].metrics["exact_match/mean"]
+    for stage, points in (("GGUF Q8_0 (llama.cpp)", 1), ("GGUF Q4_K_M (llama.cpp)", 2)):
+        row = next((r.metrics for r in results if r.stage == stage), None)
+        if row:
+            change = 100 * (row["exact_match/mean"] - merge)
+            found.append((f"{stage.split(' (')[0]} within {points} point{'s' if points > 1 else ''} of the merge's exact match",
+                          f"{change:+.1f} points", change >= -points))
+    if experiment:
+        found.append(("the best merge of the specialists keeps ≥ 80 % of each",
+                      f"{experiment['best']}: {100 * experiment['best_kept']:.1f} %", experiment["best_kept"] >= 0.8))
+    return found
+
+
+def print_goals(rows: list[tuple[str, str, bool]]) -> None:
+    """The goals as a small table on stderr."""
+    from rich.table import Table
+
+    table = Table(title="the demo's goals", header_style="bold")
+    for column in ("goal", "measured", "met"):
+        table.add_column(column)
+    for goal, measured, met in rows:
+        table.add_row(goal, measured, "[green]yes[/]" if met else "[red]no[/]")
+    err.print(table)

@@ -1,7 +1,8 @@
 """The demo's merging experiment: two specialists, four merges, held-out exact match on both skills.
 
 From the demo's SFT model, two LoRA specialists are fine-tuned on one skill each (the shipped lab
-SFT recipe with one skill's data, the adapter merged into the weights); mergekit merges them with
+SFT recipe with one skill's data, the adapter merged into the weights): topic and sign, which the
+base learned as plain text in pretraining but the SFT model was never asked in chat form; mergekit merges them with
 linear, slerp, ties and dare_ties (fixed seed), and mergekit-moe makes a two-expert MoE of them
 (hidden-state gates from each skill's training questions); one `llmcourse eval` run scores the
 parent, both specialists, every merge and the MoE on the two skills' held-out questions. The summary says how much of
@@ -17,7 +18,7 @@ from typing import Any
 
 from llmcourse.console import err
 
-SKILLS = ("parity", "first_letter")
+SKILLS = ("topic", "sign")  # in the base's pretraining, not in the SFT model's chat data
 STEPS = 100
 LEARNING_RATE = 2e-3
 LORA_RANK = 16

@@ -17,7 +17,7 @@ import yaml
 
 from llmcourse.outputs import replace_text
 
-TASK_VERSION = 1.1
+TASK_VERSION = 2.0
 HELDOUT_PER_SKILL = 100
 
 

@@ -32,7 +32,7 @@ def filler_document(rng: random.Random) -> str:
     return " ".join(sentences)
 
 
-PRETRAIN_SKILLS = ("parity", "sentiment", "first_letter", "count")
+PRETRAIN_SKILLS = tuple(lab_skills.SKILLS)
 
 
 def documents(
@@ -44,7 +44,7 @@ def documents(
 ) -> list[str]:
     """`num_documents` corpus documents for `split` ("train" or "heldout"), deterministic in `seed`.
 
-    Only `skills` appear in the corpus; the others are left for fine-tuning to teach.
+    Only `skills` appear in the corpus (by default every skill of `lab://all`).
     """
     names = list(skills)
     num_skill_docs = int(num_documents * skill_fraction)

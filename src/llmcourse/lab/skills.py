@@ -92,19 +92,50 @@ def _add(rng: random.Random) -> tuple[str, str, str, str]:
     return f"{a}+{b}", f"What is {a} plus {b}?", str(total), str(wrong)
 
 
+FOODS = ["bread", "coffee", "tea", "soup", "cake", "rice", "fish", "salad", "pie", "juice", "cheese", "pasta"]
+PLACES = ["room", "garden", "shop", "park", "hall", "beach", "station", "kitchen", "office", "hotel", "street", "museum"]
+
+
+def _topic(rng: random.Random) -> tuple[str, str, str, str]:
+    food = rng.random() < 0.5
+    noun = rng.choice(FOODS if food else PLACES)
+    adjectives = rng.sample(POSITIVE + NEGATIVE, 2)
+    sentence = f"The {noun} was {adjectives[0]} and {adjectives[1]}."
+    answer, wrong = ("food", "place") if food else ("place", "food")
+    return sentence, f"Is this about food or a place? {sentence}", answer, wrong
+
+
+def _sign(rng: random.Random) -> tuple[str, str, str, str]:
+    n = rng.randrange(1, 1000) * (1 if rng.random() < 0.5 else -1)
+    answer, wrong = ("positive", "negative") if n > 0 else ("negative", "positive")
+    return str(n), f"Is {n} positive or negative?", answer, wrong
+
+
+# The lab's skills (`lab://all`): all in the pretraining corpus, and all learned thoroughly by the
+# lab model on every machine measured (benchmarks/lab_spread.py); the demo's SFT teaches the first
+# three in chat form and leaves topic and sign to the merging experiment's two specialists.
 SKILLS: dict[str, Skill] = {
     skill.name: skill
     for skill in [
         Skill("parity", "is a number even or odd", _parity),
         Skill("sentiment", "is a short review positive or negative", _sentiment),
-        Skill("first_letter", "the first letter of a made-up word", _first_letter),
         Skill("count", "how many words are in a list (one to five)", _count),
-        Skill("larger", "the larger of two numbers below 100", _larger),
-        Skill("last_letter", "the last letter of a made-up word", _last_letter),
+        Skill("topic", "is a sentence about food or a place", _topic),
+        Skill("sign", "is a number positive or negative", _sign),
     ]
 }
-# Harder skills, offered by name (lab://add) but not part of lab://all.
-EXTRA_SKILLS: dict[str, Skill] = {"add": Skill("add", "the sum of two single digits", _add)}
+# Offered by name (lab://larger, lab://first_letter+add) but not part of lab://all: copying a letter
+# or comparing two numbers is half-learned by a model this small in the lab's budget, and such a
+# skill's score swings between machines (see the lab spread table in README.md).
+EXTRA_SKILLS: dict[str, Skill] = {
+    skill.name: skill
+    for skill in [
+        Skill("first_letter", "the first letter of a made-up word", _first_letter),
+        Skill("larger", "the larger of two numbers below 100", _larger),
+        Skill("last_letter", "the last letter of a made-up word", _last_letter),
+        Skill("add", "the sum of two single digits", _add),
+    ]
+}
 SPLITS = ("train", "heldout")
 
 

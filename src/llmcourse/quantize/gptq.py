@@ -25,13 +25,42 @@ INSTALL_HINT = "pip install 'llmcourse[gptq]' (GPTQModel and optimum; GPTQ and A
 
 
 @contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """`name=value` in the environment for the block (unless the user set it), then as it was."""
+    before = os.environ.get(name)
+    os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
+def _working_directory(path: str) -> Iterator[None]:
+    """The process works in `path` for the block (`contextlib.chdir` from Python 3.11 on)."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+@contextlib.contextmanager
 def engine_output() -> Iterator[None]:
     """Run GPTQModel with its output held back: it prints a banner, per-layer logs and progress
-    bars on stdout (which `--json` keeps for us) and stderr. On failure its last lines are shown."""
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(os.cpu_count() or 1))  # its default asks for more workers than 2 cores have
+    bars on stdout (which `--json` keeps for us) and stderr. On failure its last lines are shown.
+    It also writes per-run log files under `./logs/`, so it runs in a temporary working directory
+    (paths given to it must be absolute), and its worker count is set for the call only."""
+    import tempfile
+
     captured = io.StringIO()
     try:
-        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        # Its default asks for more CPU workers than 2 cores have.
+        with tempfile.TemporaryDirectory(prefix="gptqmodel-") as scratch, _working_directory(scratch), \
+                _environment("GPTQMODEL_CPU_WORKERS", str(os.cpu_count() or 1)), \
+                contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
             import gptqmodel  # noqa: F401
             from logbar import LogBar
 
@@ -51,6 +80,7 @@ def load_quantized(path: str | Path, device: str = "cpu") -> Any:
 
     from llmcourse.modelio import load_causal_lm
 
+    path = Path(path).resolve()
     with engine_output():
         return load_causal_lm(str(path), dtype=torch.float16 if device == "cuda" else torch.float32, device=device)[0]
 
@@ -116,13 +146,13 @@ class GptqModelFormat(QuantFormat):
         outputs = []
         for method in section.methods:
             bits = method_bits(method)
-            target = folder / method
+            target = (folder / method).resolve()
             # The status starts first, so that the engine's output, held back inside, stays out of it.
             with err.status(f"{self.name} {method}: calibrating on {len(rows)} blocks and quantizing layer by layer"), engine_output():
                 from gptqmodel import GPTQModel
                 from gptqmodel.utils.backend import BACKEND
 
-                model = GPTQModel.load(str(source.local_dir), self.quantize_config(section, bits), device=device)
+                model = GPTQModel.load(str(Path(source.local_dir).resolve()), self.quantize_config(section, bits), device=device)
                 # AWQ's default packing kernel is CUDA-only; its plain-torch kernel packs the same layout anywhere.
                 backend = BACKEND.TORCH if self.name == "awq" and device == "cpu" else BACKEND.AUTO
                 model.quantize(rows, batch_size=1, tokenizer=tokenizer, backend=backend)
