@@ -45,14 +45,14 @@ def parent_model() -> str:
     return str(path)
 
 
-def specialist(parent: str, skill: str, steps: int, learning_rate: float, lora_r: int) -> str:
+def specialist(parent: str, skill: str, steps: int, learning_rate: float, lora_r: int, replay: int = 0) -> str:
     """The parent fine-tuned further on one skill only (the demo's recipe, cached in the lab cache):
     every weight, or (lora_r > 0) a LoRA adapter merged into the weights afterwards."""
     from llmcourse.cache import run_cached
     from llmcourse.demo_specialists import specialist_recipe
     from llmcourse.finetune.sft import run as run_sft
 
-    path, _ = run_cached("sft", specialist_recipe(parent, skill, steps, learning_rate, lora_r), run_sft)
+    path, _ = run_cached("sft", specialist_recipe(parent, skill, steps, learning_rate, lora_r, replay=replay), run_sft)
     return str(path / "merged" if lora_r else path)
 
 
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="SFT steps per specialist")
     parser.add_argument("--lr", type=float, default=3.0e-4, help="specialists' learning rate")
     parser.add_argument("--lora-r", type=int, default=0, help="train LoRA specialists of this rank (merged into the weights); 0: full")
+    parser.add_argument("--replay", type=int, default=0, help="examples of the parent's SFT skills mixed into each specialist's data")
     parser.add_argument("--weight", type=float, default=0.7, help="ties/dare_ties weight of each task vector")
     parser.add_argument("--limit", type=int, default=100, help="held-out questions per skill")
     parser.add_argument("--work", type=Path, default=None, help="work folder for the merges and the eval (kept; merges are reused)")
@@ -78,7 +79,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="merge-specialists-"))
     work.mkdir(parents=True, exist_ok=True)
     parent = parent_model()
-    experts = [specialist(parent, skill, args.steps, args.lr, args.lora_r) for skill in skills]
+    experts = [specialist(parent, skill, args.steps, args.lr, args.lora_r, args.replay) for skill in skills]
     layers = json.loads((Path(parent) / "config.json").read_text())["num_hidden_layers"]
     models = {"parent (SFT)": parent, f"specialist {skills[0]}": experts[0], f"specialist {skills[1]}": experts[1]}
     for method, config in merge_configs(parent, *experts, layers, args.weight).items():
