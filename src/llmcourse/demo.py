@@ -224,8 +224,8 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = (), 
                    "elapsed_s": round(elapsed, 1)}
         stdout().write(json.dumps(payload, indent=2, default=str) + "\n")
     base, sft, dpo = (results[i].metrics for i in (1, 2, 3))
-    err.print(f"SFT lifted held-out exact match on the skills it taught ({', '.join(sft['sft_skills'])}) by "
-              f"{100 * sft_lift(base, sft):.0f} points over the base (same ChatML prompts)")
+    err.print(f"SFT lifted held-out exact match by {100 * sft_lift(base, sft):.0f} points over the base (same ChatML prompts) "
+              f"on the skills it taught: {', '.join(sft['sft_skills'])}")
     err.print(f"DPO: held-out reward accuracy {100 * dpo['reward_accuracy']:.0f}%, pair accuracy "
               f"{100 * sft['pair_accuracy']:.0f}% → {100 * dpo['pair_accuracy']:.0f}%, exact match "
               f"{100 * sft['exact_match/mean']:.1f}% → {100 * dpo['exact_match/mean']:.1f}%")
