@@ -214,7 +214,7 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = (), 
 
         experiment = specialists_stage(results[2], force, seed=seed)
     # Last: importing GPTQModel patches transformers' checkpoint loading (defuser) for the rest of the process.
-    gptq = [] if "gptq" in skip else gptq_stage(results[4], force)
+    gptq = [] if "gptq" in skip else _optional_stage("GPTQ", lambda: gptq_stage(results[4], force))
     results += gptq + experiment[0]
     quants += gptq
     elapsed = time.perf_counter() - started
@@ -247,6 +247,16 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = (), 
     print_goals(goals(results, experiment[1]))
     err.print(f"done in {elapsed:.0f} s; models are in {Path(results[0].path).parent}")
     return results
+
+
+def _optional_stage(name: str, stage: Any) -> list[StageResult]:
+    """Run a stage that only adds rows (GPTQ, whose engine is a separate extra); if its engine fails,
+    say so and go on, so that the table of everything measured before it is still printed."""
+    try:
+        return stage()
+    except Exception as exc:  # noqa: BLE001 - any engine failure; the message is shown, --debug is not needed
+        err.print(f"[yellow]the {name} stage failed, its row is left out:[/] {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return []
 
 
 def goals(results: list[StageResult], experiment: dict[str, Any]) -> list[tuple[str, str, bool]]:

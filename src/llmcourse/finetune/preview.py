@@ -54,7 +54,8 @@ def preview_pairs(recipe: Any) -> dict[str, Any]:
         counts[name] = len(tokenizer(answer, add_special_tokens=False)["input_ids"])
         text.append(f"\n── {name} ({counts[name]} tokens) ──\n", style="italic")
         text.append(answer, style=style)
-    title = (f"pair 1 from {recipe.datasets[0].path} — prompt {counts['prompt']} tokens (left-padded in batches), "
-             f"template {template}, max_length {recipe.sequence_limit}")
-    out.print(Panel(text, title=title, title_align="left"))
+    # The sizes go first in the body, where they wrap, not in the title, which a narrow terminal cuts.
+    summary = Text(f"prompt {counts['prompt']} tokens (left-padded in batches), template {template}, "
+                   f"max_length {recipe.sequence_limit}\n\n", style="italic")
+    out.print(Panel(summary + text, title=f"pair 1 from {recipe.datasets[0].path}", title_align="left"))
     return counts

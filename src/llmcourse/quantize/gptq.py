@@ -142,22 +142,24 @@ class GptqModelFormat(QuantFormat):
         section = self.section(recipe)
         device = pick_device()
         tokenizer = load_tokenizer(str(source.local_dir))
+        source_dir = str(Path(source.local_dir).resolve())
         rows = _calibration_rows(calibration())
         outputs = []
         for method in section.methods:
             bits = method_bits(method)
-            target = (folder / method).resolve()
+            target = folder / method
+            absolute = target.resolve()  # resolved here: GPTQModel runs in a scratch working directory
             # The status starts first, so that the engine's output, held back inside, stays out of it.
             with err.status(f"{self.name} {method}: calibrating on {len(rows)} blocks and quantizing layer by layer"), engine_output():
                 from gptqmodel import GPTQModel
                 from gptqmodel.utils.backend import BACKEND
 
-                model = GPTQModel.load(str(Path(source.local_dir).resolve()), self.quantize_config(section, bits), device=device)
+                model = GPTQModel.load(source_dir, self.quantize_config(section, bits), device=device)
                 # AWQ's default packing kernel is CUDA-only; its plain-torch kernel packs the same layout anywhere.
                 backend = BACKEND.TORCH if self.name == "awq" and device == "cpu" else BACKEND.AUTO
                 model.quantize(rows, batch_size=1, tokenizer=tokenizer, backend=backend)
-                model.save(str(target))
-                tokenizer.save_pretrained(target)
+                model.save(str(absolute))
+                tokenizer.save_pretrained(absolute)
                 del model
             err.print(f"  {self.describe(section, bits)}, {len(rows)} calibration blocks of {len(rows[0]['input_ids'])} tokens")
             outputs.append(QuantOutput(self.name, method, target, "gptq", {"bits": bits, "group_size": section.group_size}))
