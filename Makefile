@@ -26,7 +26,7 @@ GPTQ_PACKAGES     := gptqmodel==7.6.0 optimum==2.3.0 torchao==0.18.0 device-smi=
                      logbar==0.4.15 defuser==0.0.28
 SIDE_PATHS        := LLMCOURSE_TEST_HQQ=$(CURDIR)/$(HQQ_SIDE) LLMCOURSE_TEST_GPTQ=$(CURDIR)/$(GPTQ_SIDE)
 
-.PHONY: install gguf-engine demo test test-gpu clean
+.PHONY: install gguf-engine demo test test-fast test-gpu clean
 
 install: $(STAMP)
 
@@ -72,6 +72,10 @@ test: install
 	wait $$engine || { tail -40 $(VENV)/gguf-engine.log; rm -rf $$home; exit 1; }; \
 	LLMCOURSE_TEST_HOME=$$home $(SIDE_PATHS) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and gguf" --durations=10; second=$$?; \
 	rm -rf $$home; test $$first -eq 0 -a $$second -eq 0
+
+# The inner loop: no training, no GGUF engine, no trained lab model (a few minutes).
+test-fast: install
+	LLMCOURSE_TEST_FAST=1 $(SIDE_PATHS) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and not slow and not gguf" --durations=5
 
 # GPU-marked tests, on a CUDA machine (pytest's exit code 5, "no tests collected", is not a failure).
 test-gpu: install gguf-engine
