@@ -40,7 +40,7 @@ def final_merge(sft: Any, dpo: Any, force: bool) -> Any:
     """The demo's final model: a slerp of the SFT and DPO models (t = 0.5), scored on every skill."""
     import json
 
-    from llmcourse.demo import StageResult, folder_size_mb, lab_score
+    from llmcourse.demo_stage import StageResult, folder_size_mb, lab_score
 
     layers = json.loads((Path(sft.path) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
     path = merged("slerp", slerp_config(sft.path, dpo.path, layers=layers), force)

@@ -73,7 +73,7 @@ def quantized_rows(recipe: Any, folder: Path, force: bool) -> tuple[Path, dict[s
 def scored_stage(name: str, row: dict[str, Any], cached: Path, eval_dir: Path, force: bool,
                  around: Callable[[], Any] = contextlib.nullcontext) -> Any:
     """A quantized output's demo row: held-out exact match (cached in `cached`) and its report figures."""
-    from llmcourse.demo import StageResult
+    from llmcourse.demo_stage import StageResult
     from llmcourse.demo_eval import eval_exact_match
 
     if cached.is_file() and not force:

@@ -93,7 +93,7 @@ def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int
     import hashlib
 
     from llmcourse.cache import llmcourse_home, run_cached
-    from llmcourse.demo import StageResult
+    from llmcourse.demo_stage import StageResult
     from llmcourse.demo_merge import merged
     from llmcourse.finetune.sft import run as run_sft
 
