@@ -54,7 +54,7 @@ $(GGUF_STAMP): $(STAMP)
 	@test -f $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) || $(BIN)/pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_VERSION)" -d $(LLAMA_CPP_CACHE)
 	@ls $(LLAMA_CPP_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CPP_FLAGS)" nice -n 19 \
 		$(BIN)/pip wheel --quiet --no-deps --no-cache-dir $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) -w $(LLAMA_CPP_CACHE)
-	$(BIN)/python -m llmcourse.quantize.llamacpp_source $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) --version $(LLAMA_CPP_VERSION)
+	$(BIN)/python -m llmcourse.quantize.llamacpp.source $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) --version $(LLAMA_CPP_VERSION)
 	$(BIN)/pip install --quiet "gguf>=0.19" $(LLAMA_CPP_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	@touch $@
 

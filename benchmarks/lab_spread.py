@@ -70,7 +70,7 @@ def run_variant(name: str, work: Path, skip: list[str], share_cores: bool = True
 
 def figures(demo: dict[str, Any]) -> dict[str, float]:
     """The figures the demo claims (and the tests check), from one `llmcourse demo --json`."""
-    from llmcourse.demo import sft_lift
+    from llmcourse.demo.run import sft_lift
 
     stages = {stage["stage"]: stage["metrics"] for stage in demo["stages"]}
     chat_base, sft, dpo = (demo["stages"][i]["metrics"] for i in (1, 2, 3))

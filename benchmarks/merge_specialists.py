@@ -1,7 +1,7 @@
 """The lab merging experiment: two specialists, four merges, held-out exact match on both skills.
 
 From the lab SFT model (the demo's, reused from the lab cache), two specialists are fine-tuned on
-one skill each with the demo's recipe (`llmcourse.demo_specialists`, other steps, rates and ranks); they are merged with linear, slerp, ties and dare_ties by
+one skill each with the demo's recipe (`llmcourse.demo.specialists`, other steps, rates and ranks); they are merged with linear, slerp, ties and dare_ties by
 `llmcourse merge` (mergekit YAML, fixed seed); then `llmcourse eval` scores the parent, both
 specialists and every merge on the two skills' held-out questions (lm-eval, exact match) in one
 report. Printed: each model's scores and, per merge, the share of each specialist's own-skill
@@ -36,8 +36,8 @@ def cli(*args: str) -> str:
 
 def parent_model() -> str:
     """The demo's SFT model (built with the shipped lab recipes, or reused from the lab cache)."""
-    from llmcourse.cache import run_cached
-    from llmcourse.demo import sft_recipe
+    from llmcourse.lab.cache import run_cached
+    from llmcourse.demo.run import sft_recipe
     from llmcourse.finetune.sft import run as run_sft
 
     base = json.loads(cli("lab", "build", "--json"))["path"]
@@ -48,8 +48,8 @@ def parent_model() -> str:
 def specialist(parent: str, skill: str, steps: int, learning_rate: float, lora_r: int, replay: int = 0) -> str:
     """The parent fine-tuned further on one skill only (the demo's recipe, cached in the lab cache):
     every weight, or (lora_r > 0) a LoRA adapter merged into the weights afterwards."""
-    from llmcourse.cache import run_cached
-    from llmcourse.demo_specialists import specialist_recipe
+    from llmcourse.lab.cache import run_cached
+    from llmcourse.demo.specialists import specialist_recipe
     from llmcourse.finetune.sft import run as run_sft
 
     path, _ = run_cached("sft", specialist_recipe(parent, skill, steps, learning_rate, lora_r, replay=replay), run_sft)
@@ -60,7 +60,7 @@ def main() -> None:
     """Build, merge, evaluate, print the table and the kept shares."""
     import yaml
 
-    from llmcourse.demo_specialists import merge_configs
+    from llmcourse.demo.specialists import merge_configs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skills", default="topic,sign", help="two lab skills, one per specialist")

@@ -11,7 +11,7 @@ def build_random_llama(folder: Path, hidden: int, layers: int, seed: int = 0) ->
     from transformers import AutoTokenizer
 
     from llmcourse.lab.model import count_parameters, init_model, llama_config
-    from llmcourse.labcmd import build
+    from llmcourse.finetune.pretrain import build_lab as build
 
     tokenizer = AutoTokenizer.from_pretrained(build([])["path"])
     config = llama_config(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, hidden_size=hidden,

@@ -41,7 +41,7 @@ def main() -> None:
 
     from openai import APIStatusError, OpenAI
 
-    from llmcourse.cache import llmcourse_home
+    from llmcourse.core.cache import llmcourse_home
 
     model = args.model or str(sorted((llmcourse_home() / "lab").glob("sft-*"), key=os.path.getmtime)[-1])
     port = free_port()

@@ -48,7 +48,7 @@ def run_trl_defaults(base: str, train_rows: list[dict], lr: float, out: Path) ->
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from llmcourse.finetune.templates import prepare_chat_template
+    from llmcourse.core.chat_templates import prepare_chat_template
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     prepare_chat_template(tokenizer, "chatml")
@@ -86,8 +86,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from llmcourse.data import lab_rows
-    from llmcourse.labcmd import build
+    from llmcourse.finetune.sources import lab_rows
+    from llmcourse.finetune.pretrain import build_lab as build
     from llmcourse.recipes.common import DatasetSource
 
     base = build([])["path"]

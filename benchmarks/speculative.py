@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
-    from llmcourse.cache import llmcourse_home
+    from llmcourse.core.cache import llmcourse_home
     from llmcourse.generation.engines import HfEngine
     from llmcourse.generation.strategies import DecodeOptions, get_strategy
     from llmcourse.lab import corpus

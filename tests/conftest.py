@@ -173,8 +173,8 @@ def _demo_stage(path: Path, request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def lab_sft(lab_base: dict, request: pytest.FixtureRequest) -> str:
     """The demo's SFT model (the shipped lab SFT recipe on the lab base), as soon as the demo has it."""
-    from llmcourse.cache import cache_path
-    from llmcourse.demo import sft_recipe
+    from llmcourse.lab.cache import cache_path
+    from llmcourse.demo.run import sft_recipe
 
     return _demo_stage(cache_path("sft", sft_recipe(lab_base["path"])), request)
 
@@ -182,8 +182,8 @@ def lab_sft(lab_base: dict, request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def lab_dpo(lab_sft: str, request: pytest.FixtureRequest) -> str:
     """The demo's DPO model (the shipped lab DPO recipe on the SFT model), as soon as the demo has it."""
-    from llmcourse.cache import cache_path
-    from llmcourse.demo import dpo_recipe
+    from llmcourse.lab.cache import cache_path
+    from llmcourse.demo.run import dpo_recipe
 
     return _demo_stage(cache_path("dpo", dpo_recipe(lab_sft)), request)
 

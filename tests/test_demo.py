@@ -23,7 +23,7 @@ def test_demo_measures_the_base(demo_report: dict, lab_base: dict) -> None:
 
 
 def test_sft_lifts_exact_match_by_50_points(demo_report: dict) -> None:
-    from llmcourse.demo import sft_lift
+    from llmcourse.demo.run import sft_lift
 
     chat_base, sft = demo_report["stages"][1]["metrics"], demo_report["stages"][2]["metrics"]
     assert sft["sft_skills"] == ["parity", "sentiment", "count"]
@@ -109,7 +109,7 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_five_ways_and
     # itself runs 100 and 100 (its numbers: README and benchmarks/README.md).
     from types import SimpleNamespace
 
-    from llmcourse.demo_specialists import MERGE_METHODS, SKILLS, specialists_stage
+    from llmcourse.demo.specialists import MERGE_METHODS, SKILLS, specialists_stage
 
     rows, summary = specialists_stage(SimpleNamespace(path=lab_sft), force=False, steps=20, heldout=10)
     scores, kept = summary["scores"], summary["kept"]

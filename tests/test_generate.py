@@ -113,7 +113,7 @@ def test_chat_streams_answers_keeps_history_and_saves(engine: HfEngine, lab_sft:
 
 @pytest.mark.gguf
 def test_gguf_greedy_and_speculative_through_llama_cpp(demo_report: dict) -> None:
-    from llmcourse.errors import UserError
+    from llmcourse.core.errors import UserError
     from llmcourse.generation.engines import GgufEngine
 
     q8 = GgufEngine(next(s["path"] for s in demo_report["stages"] if s["stage"].startswith("GGUF Q8_0")))

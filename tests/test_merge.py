@@ -46,7 +46,7 @@ def write_yaml(path: Path, data: dict) -> Path:
 
 @pytest.mark.parametrize("method", ["slerp", "ties", "dare_ties"])
 def test_tensors_identical_to_mergekit_yaml(method: str, models: dict[str, str], tmp_path: Path) -> None:
-    from llmcourse.merging.merge import MergeSettings, run
+    from llmcourse.merge.merge import MergeSettings, run
 
     config = write_yaml(tmp_path / f"{method}.yaml", configs(models)[method])
     summary = run(config, tmp_path / "ours", overwrite=False, moe=False, settings=MergeSettings(random_seed=7))  # imports paid once
@@ -155,7 +155,7 @@ def method_config(method: str, m: dict[str, str]) -> dict:
 def test_every_other_mergekit_method_runs_in_process(models: dict[str, str], tmp_path: Path) -> None:
     """The remaining documented methods, in one process (imports paid once): each output has the
     inputs' tensors, differs from the base, and carries its card."""
-    from llmcourse.merging.merge import KNOWN_METHODS, MergeSettings, method_names, run
+    from llmcourse.merge.merge import KNOWN_METHODS, MergeSettings, method_names, run
 
     assert sorted(KNOWN_METHODS) == method_names(), "the instant method check knows exactly mergekit's methods"
     base = load_file(Path(models["base"]) / "model.safetensors")

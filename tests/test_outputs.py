@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llmcourse.errors import UserError
-from llmcourse.outputs import atomic_output, read_card_metadata, write_model_card, write_run_record
+from llmcourse.core.errors import UserError
+from llmcourse.core.outputs import atomic_output, read_card_metadata, write_model_card, write_run_record
 
 
 def test_success_renames_partial_into_place(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from llmcourse.errors import UserError
+from llmcourse.core.errors import UserError
 from llmcourse.finetune.preference_data import detect_type, to_pair
 from llmcourse.recipes.dpo import DpoRecipe, PreferenceDataset
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from conftest import run_cli
-from llmcourse.outputs import read_card_metadata
+from llmcourse.core.outputs import read_card_metadata
 
 
 def test_short_pretrain_writes_a_complete_hf_folder(tmp_path: Path) -> None:

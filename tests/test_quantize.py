@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from llmcourse.quantize.int8 import absmax_quantize, zeropoint_quantize
+from llmcourse.quantize.formats.int8 import absmax_quantize, zeropoint_quantize
 
 
 def test_absmax_and_zeropoint_round_trip_within_half_a_step() -> None:
@@ -34,7 +34,7 @@ def test_int8_writes_hf_folders_that_load_generate_and_report(lab_base: dict, tm
     from matplotlib.image import imread
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmcourse.outputs import read_card_metadata
+    from llmcourse.core.outputs import read_card_metadata
 
     result = run_cli("quantize", lab_base["path"], "--format", "int8", "--method", "absmax,zeropoint", "--granularity", "channel",
                      "-o", str(tmp_path), "--json")
@@ -81,7 +81,7 @@ def test_calibration_text_from_a_hub_dataset_is_streamed_from_its_column(lab_bas
     import datasets
     from transformers import AutoTokenizer
 
-    from llmcourse.errors import UserError
+    from llmcourse.core.errors import UserError
     from llmcourse.quantize.texts import HubText, check_text_source, token_blocks
 
     served: list[int] = []

@@ -65,7 +65,7 @@ def test_bnb_and_hqq_folders_reload_quantized_generate_and_share_one_report(lab_
     from hqq.core.quantize import HQQLinear
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmcourse.quantize.hqq import load_quantized
+    from llmcourse.quantize.formats.hqq import load_quantized
 
     sft = lab_sft
     result = run_cli("quantize", sft, "--format", "bnb,hqq", "--method", "nf4,int8,4bit,2bit", "-o", str(tmp_path), "--json",

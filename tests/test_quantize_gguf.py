@@ -61,7 +61,7 @@ def test_files_are_named_like_llama_cpp_and_the_folder_is_complete(gguf_run: dic
     assert sorted(p.name for p in folder.glob("*.gguf")) == sorted([f"{name}.{m}.gguf" for m in METHODS] + ["imatrix.gguf"])
     assert not folder.with_name(folder.name + ".partial").exists()
     assert {"README.md", "report.json", "report.md", "llmcourse.yaml"} <= {p.name for p in folder.iterdir()}
-    from llmcourse.outputs import read_card_metadata
+    from llmcourse.core.outputs import read_card_metadata
 
     card = read_card_metadata(folder)
     assert card["base_model"] == sft_model and {"quantized", "gguf", "llmcourse"} <= set(card["tags"])
@@ -166,7 +166,7 @@ def test_llama_cpp_tokenizes_every_heldout_string_like_transformers(gguf_run: di
 
 
 def test_types_that_need_an_importance_matrix_get_one_without_asking() -> None:
-    from llmcourse.quantize.gguf import imatrix_plan
+    from llmcourse.quantize.formats.gguf import imatrix_plan
 
     assert imatrix_plan(["Q4_K_M", "Q8_0"], None) == "none"
     assert imatrix_plan(["Q4_K_M", "IQ2_XS"], None) == "needed"

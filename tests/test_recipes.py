@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli
-from llmcourse.errors import UserError
+from llmcourse.core.errors import UserError
 from llmcourse.recipes.loader import apply_overrides, parse_override, validate
 from llmcourse.recipes.pretrain import PretrainRecipe
 from llmcourse.recipes.registry import detect_command, recipe_model, shipped_recipes

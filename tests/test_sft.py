@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli
-from llmcourse.outputs import read_card_metadata
+from llmcourse.core.outputs import read_card_metadata
 
 FAST = ["datasets.0.num_samples=800", "max_steps=24", "logging_steps=4", "eval_lab_count=0", "sequence_len=128"]
 

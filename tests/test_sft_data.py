@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli
-from llmcourse.errors import UserError
+from llmcourse.core.errors import UserError
 from llmcourse.finetune import data as sft_data
-from llmcourse.finetune.templates import TEMPLATES, prepare_chat_template
+from llmcourse.core.chat_templates import TEMPLATES, prepare_chat_template
 from llmcourse.lab import corpus
 from llmcourse.lab.tokenizer import train_tokenizer
 from llmcourse.recipes.loader import validate

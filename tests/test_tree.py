@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from llmcourse.merging import tree
+from llmcourse.merge import tree
 
 
 def model_folder(root: Path, name: str, card: dict | None = None, merge_config: dict | None = None) -> Path:

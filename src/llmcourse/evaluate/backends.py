@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from llmcourse.errors import UserError
+from llmcourse.core.errors import UserError
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _resolve_adapter(spec: str, allow_pickle: bool) -> EvalModel:
     base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not base:
         raise UserError(f"{spec}: adapter_config.json names no base_model_name_or_path", hint="set it to the base model's folder or hub id")
-    from llmcourse.modelio import check_model_source
+    from llmcourse.core.modelio import check_model_source
 
     check_model_source(base, allow_pickle)
     tokenizer = str(folder) if (folder / "tokenizer_config.json").is_file() else base
@@ -98,7 +98,7 @@ QUANT_LIBRARIES = {"gptq": ("gptqmodel", "gptq"), "awq": ("gptqmodel", "gptq"), 
 
 
 def _resolve_hf(spec: str, allow_pickle: bool) -> EvalModel:
-    from llmcourse.modelio import check_model_source
+    from llmcourse.core.modelio import check_model_source
 
     source = check_model_source(spec, allow_pickle)
     config = Path(source) / "config.json"

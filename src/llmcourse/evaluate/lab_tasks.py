@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from llmcourse.outputs import replace_text
+from llmcourse.core.outputs import replace_text
 
 TASK_VERSION = 2.0
 HELDOUT_PER_SKILL = 100
@@ -85,7 +85,7 @@ def write_lab_tasks(folder: Path, count: int = HELDOUT_PER_SKILL) -> Path:
 
 def lab_tasks_folder() -> Path:
     """Where the lab task YAMLs live: under $LLMCOURSE_HOME, versioned with the task definitions."""
-    from llmcourse.cache import llmcourse_home
+    from llmcourse.core.cache import llmcourse_home
 
     return write_lab_tasks(llmcourse_home() / "eval" / f"lab-tasks-v{TASK_VERSION:g}")
 
@@ -107,7 +107,7 @@ def perplexity_task(name: str, documents: list[str], folder: Path) -> Path:
 
 def perplexity_source(source: str) -> tuple[str, list[str]]:
     """(task name, documents) for `--perplexity lab|FILE` (.txt: blank-line separated; .jsonl: `text`)."""
-    from llmcourse.errors import UserError
+    from llmcourse.core.errors import UserError
 
     if source == "lab":
         from llmcourse.lab import corpus

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmcourse.console import err, out
+from llmcourse.core.console import err, out
 from llmcourse.evaluate.suites import Suite, headline_metric
 
 PPL_METRIC = "word_perplexity,none"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmcourse.console import err, progress_bars_collapsed_in_logs
-from llmcourse.errors import UserError
+from llmcourse.core.console import err, progress_bars_collapsed_in_logs
+from llmcourse.core.errors import UserError
 from llmcourse.evaluate.backends import EvalModel, resolve
 from llmcourse.evaluate.suites import Suite, TaskSpec, custom_suite, get_suite
 from llmcourse.evaluate.taskindex import task_manager as build_task_manager
@@ -59,7 +59,7 @@ def _check_data(task_manager: Any, names: list[str]) -> None:
 def preflight(recipe: Any, overwrite: bool = False) -> Plan:
     """Resolve models, tasks and data; nothing heavier than a dataset file is read."""
     from llmcourse.evaluate.lab_tasks import lab_tasks_folder, perplexity_source, perplexity_task
-    from llmcourse.outputs import check_output_free
+    from llmcourse.core.outputs import check_output_free
 
     models = [resolve(spec) for spec in recipe.models]
     _labels_unique(models)
@@ -76,7 +76,7 @@ def preflight(recipe: Any, overwrite: bool = False) -> Plan:
         include.insert(0, str(lab_tasks_folder()))
     ppl_name = None
     if recipe.perplexity:
-        from llmcourse.cache import llmcourse_home
+        from llmcourse.core.cache import llmcourse_home
 
         ppl_name, documents = perplexity_source(recipe.perplexity)
         include.append(str(perplexity_task(ppl_name, documents, llmcourse_home() / "eval" / ppl_name)))
@@ -162,8 +162,8 @@ def _jsonable(value: Any) -> Any:
 def run(recipe: Any, overwrite: bool = False, table_to_stderr: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Evaluate every model, write results and the report, print the tables; returns the summary."""
     from llmcourse.evaluate import report
-    from llmcourse.modelio import pick_device
-    from llmcourse.outputs import atomic_output, write_run_record
+    from llmcourse.core.modelio import pick_device
+    from llmcourse.core.outputs import atomic_output, write_run_record
 
     plan = preflight(recipe, overwrite)
     device = recipe.device or pick_device()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from llmcourse.errors import UserError, choose
+from llmcourse.core.errors import UserError, choose
 
 
 @dataclass(frozen=True)

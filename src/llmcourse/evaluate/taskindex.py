@@ -9,9 +9,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from llmcourse.console import err
-from llmcourse.errors import UserError, did_you_mean
-from llmcourse.outputs import replace_text
+from llmcourse.core.console import err
+from llmcourse.core.errors import UserError, did_you_mean
+from llmcourse.core.outputs import replace_text
 
 
 def _tasks_root() -> Path:
@@ -35,7 +35,7 @@ def default_task_families() -> dict[str, str | None]:
     """lm-eval's task, group and tag names mapped to their family folder under lm_eval/tasks (None: no YAML)."""
     from importlib.metadata import version
 
-    from llmcourse.cache import llmcourse_home
+    from llmcourse.core.cache import llmcourse_home
 
     cache = llmcourse_home() / "eval" / f"lm-eval-{version('lm-eval')}-tasks.json"
     if cache.is_file():

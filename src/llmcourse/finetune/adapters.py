@@ -1,23 +1,13 @@
-"""Loading the base for fine-tuning (full, 8-bit or 4-bit NF4), attaching LoRA, merging adapters."""
+"""Loading the base for fine-tuning (full, 8-bit or 4-bit NF4) and attaching LoRA."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from llmcourse.console import err
-from llmcourse.errors import UserError
-from llmcourse.modelio import check_model_source
+from llmcourse.core.console import err
+from llmcourse.core.errors import UserError
+from llmcourse.core.modelio import check_model_source, compute_dtype
 from llmcourse.recipes.sft import SftRecipe
-
-
-def compute_dtype() -> Any:
-    """bf16 on a GPU that has it, fp16 on other GPUs, fp32 on the CPU."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
 
 
 def attention_implementation(requested: str) -> str:
@@ -98,38 +88,3 @@ def attach_lora(model: Any, recipe: SftRecipe, added_tokens: bool) -> Any:
         return get_peft_model(model, config)
     except ValueError as exc:
         raise UserError(f"lora.target_modules: {str(exc).splitlines()[0]}") from exc
-
-
-def is_adapter_folder(path: str | Path) -> bool:
-    """True for a PEFT adapter folder (it has adapter_config.json)."""
-    return (Path(path) / "adapter_config.json").exists()
-
-
-def merge_adapter(adapter_dir: str | Path, base_model: str | None = None, allow_pickle: bool = False,
-                  trust_remote_code: bool = False) -> tuple[Any, Any, str]:
-    """Reload the base in full precision, apply the adapter and merge it; returns (model, tokenizer, base)."""
-    import json
-
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from llmcourse.modelio import load_tokenizer
-
-    adapter_dir = Path(adapter_dir)
-    if not is_adapter_folder(adapter_dir):
-        raise UserError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
-    config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    base = base_model or config.get("base_model_name_or_path")
-    if not base:
-        raise UserError(f"{adapter_dir}: the adapter does not name its base model", hint="pass --base-model")
-    source = check_model_source(base, allow_pickle)
-    import torch
-
-    dtype = torch.float32 if not torch.cuda.is_available() else compute_dtype()
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                 use_safetensors=None if allow_pickle else True)
-    tokenizer = load_tokenizer(str(adapter_dir) if (adapter_dir / "tokenizer_config.json").exists() else source)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    return merged, tokenizer, base

@@ -7,8 +7,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmcourse.data import is_lab, load_rows
-from llmcourse.errors import UserError
+from llmcourse.finetune.sources import is_lab, load_rows
+from llmcourse.core.errors import UserError
 from llmcourse.recipes.sft import SftDataset, SftRecipe
 
 ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",

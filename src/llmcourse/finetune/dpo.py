@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from llmcourse.console import err
-from llmcourse.errors import Interrupted, UserError
-from llmcourse.modelio import check_model_source
-from llmcourse.outputs import MetricsLog, atomic_output
+from llmcourse.core.console import err
+from llmcourse.core.errors import Interrupted, UserError
+from llmcourse.core.modelio import check_model_source
+from llmcourse.core.outputs import MetricsLog, atomic_output
 from llmcourse.recipes.dpo import DpoRecipe
 
 # rl -> builder of (trainer class, config) from the recipe and the shared TrainingArguments kwargs.
@@ -89,12 +89,13 @@ def run(recipe: DpoRecipe, overwrite: bool = False, resume: bool = False) -> dic
     """Preference-tune the model on the recipe's pairs; returns the summary written to `report.json`."""
     preflight(recipe)
     output = Path(recipe.output_dir or "outputs/dpo")
-    from llmcourse.finetune.sft import (
+    from llmcourse.finetune.common import (
         check_output_or_checkpoint, interrupt_callback, latest_checkpoint, load_model_for, prepare_tokenizer,
     )
 
     check_output_or_checkpoint(output, overwrite, resume)
-    from llmcourse.training import quiet_libraries, quiet_trainer, trainer_callbacks, training_kwargs
+    from llmcourse.core.libraries import quiet_libraries
+    from llmcourse.finetune.common import quiet_trainer, trainer_callbacks, training_kwargs
 
     quiet_libraries()
     import torch

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmcourse.console import err
-from llmcourse.outputs import write_json, write_model_card, write_run_record
+from llmcourse.core.console import err
+from llmcourse.core.outputs import write_json, write_model_card, write_run_record
 from llmcourse.recipes.dpo import DpoRecipe
 from llmcourse.recipes.loader import dump_recipe
-from llmcourse.training import last_logged
+from llmcourse.finetune.common import last_logged
 
 REWARD_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
 
@@ -49,7 +49,7 @@ def measure(recipe: DpoRecipe, model: Any, tokenizer: Any, eval_pairs: list[dict
     also `reward_accuracy` and `reward_margin` exactly as DPO defines them (beta times the change of
     log p(chosen) minus that of log p(rejected)) over every held-out pair, against the starting model.
     """
-    from llmcourse.finetune.sft import lab_skills_of
+    from llmcourse.finetune.common import lab_skills_of
     from llmcourse.finetune.sft_report import lab_scores
 
     result: dict[str, float] = {}
@@ -69,7 +69,7 @@ def measure(recipe: DpoRecipe, model: Any, tokenizer: Any, eval_pairs: list[dict
 def finish(recipe: DpoRecipe, trainer: Any, result: Any, tokenizer: Any, folder: Path, pairs: Any,
            before: tuple[dict[str, float], list], template: str, started: float, is_main: bool) -> dict[str, Any]:
     """Evaluate on held-out pairs, save, and document a finished run (only the main process writes)."""
-    from llmcourse.finetune.sft import peak_memory_mb
+    from llmcourse.finetune.common import peak_memory_mb
 
     state = trainer.state
     runtime = result.metrics.get("train_runtime") or (time.perf_counter() - started)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from llmcourse.console import err
+from llmcourse.core.console import err
 
 
 def relaunch(num_processes: int) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmcourse.finetune.adapters import is_adapter_folder, merge_adapter
-from llmcourse.errors import UserError
-from llmcourse.outputs import atomic_output, check_output_free, read_card_metadata, write_model_card, write_run_record
+from llmcourse.core.modelio import is_adapter_folder, merge_adapter
+from llmcourse.core.errors import UserError
+from llmcourse.core.outputs import atomic_output, check_output_free, read_card_metadata, write_model_card, write_run_record
 
 
 def run(adapter: str, output_dir: Path, base_model: str | None, overwrite: bool, allow_pickle: bool) -> dict[str, Any]:
@@ -17,7 +17,7 @@ def run(adapter: str, output_dir: Path, base_model: str | None, overwrite: bool,
     if not is_adapter_folder(adapter):
         raise UserError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
     check_output_free(output_dir, overwrite)
-    from llmcourse.training import quiet_libraries
+    from llmcourse.core.libraries import quiet_libraries
 
     quiet_libraries()
     model, tokenizer, base = merge_adapter(adapter, base_model, allow_pickle)

@@ -7,9 +7,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmcourse.console import err
-from llmcourse.data import is_lab, load_rows
-from llmcourse.errors import UserError
+from llmcourse.core.console import err
+from llmcourse.finetune.sources import is_lab, load_rows
+from llmcourse.core.errors import UserError
 from llmcourse.finetune.data import field_of, normalize_turns
 from llmcourse.recipes.dpo import DpoRecipe, PreferenceDataset
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmcourse.console import out
+from llmcourse.core.console import out
 from llmcourse.finetune import data as sft_data
 from llmcourse.recipes.sft import SftRecipe
 
@@ -14,7 +14,8 @@ def preview(recipe: SftRecipe, count: int = 2) -> list[dict[str, Any]]:
     from rich.panel import Panel
     from rich.text import Text
 
-    from llmcourse.finetune.sft import prepare_tokenizer, preflight
+    from llmcourse.finetune.common import prepare_tokenizer
+    from llmcourse.finetune.sft import preflight
 
     preflight(recipe)
     tokenizer, template, _ = prepare_tokenizer(recipe)
@@ -41,7 +42,7 @@ def preview_pairs(recipe: Any) -> dict[str, Any]:
     from rich.text import Text
 
     from llmcourse.finetune.preference_data import load_source
-    from llmcourse.finetune.sft import prepare_tokenizer
+    from llmcourse.finetune.common import prepare_tokenizer
 
     tokenizer, template, _ = prepare_tokenizer(recipe)
     pair = load_source(recipe.datasets[0], "datasets.0")[0]

@@ -8,24 +8,23 @@ loop. Outputs follow the Hugging Face layout; adapters can be merged at the end.
 from __future__ import annotations
 
 import importlib.util
-import resource
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
-from llmcourse.console import err
-from llmcourse.data import check_source, is_lab
-from llmcourse.errors import Interrupted, UserError
+from llmcourse.core.console import err
+from llmcourse.core.errors import Interrupted, UserError
 from llmcourse.finetune import data as sft_data
-from llmcourse.finetune.adapters import attach_lora, load_base
-from llmcourse.finetune.templates import prepare_chat_template, stop_token_ids
-from llmcourse.modelio import check_model_source, load_tokenizer, looks_like_local_path
-from llmcourse.outputs import MetricsLog, atomic_output, check_output_free, partial_path
+from llmcourse.finetune.adapters import attach_lora
+from llmcourse.finetune.common import (
+    check_output_or_checkpoint, interrupt_callback, lab_skills_of, latest_checkpoint, load_model_for, prepare_tokenizer,
+)
+from llmcourse.finetune.sources import check_source
+from llmcourse.core.modelio import check_model_source, looks_like_local_path
+from llmcourse.core.outputs import MetricsLog, atomic_output
 from llmcourse.recipes.sft import SftRecipe
 
 DEEPSPEED_PRESETS = ("zero1", "zero2", "zero3")
-
 
 def preflight(recipe: SftRecipe) -> None:
     """Checks that need no heavy import: model and dataset paths, distributed presets."""
@@ -43,21 +42,6 @@ def preflight(recipe: SftRecipe) -> None:
                   f"`hf upload {recipe.hub_model_id} OUTPUT_DIR`")
 
 
-def prepare_tokenizer(recipe: SftRecipe) -> tuple[Any, str, list[str]]:
-    """The tokenizer with the recipe's chat template and special tokens installed."""
-    tokenizer = load_tokenizer(recipe.tokenizer or check_model_source(recipe.base_model, recipe.allow_pickle), recipe.trust_remote_code)
-    added: list[str] = []
-    for role, token in recipe.special_tokens.items():
-        if getattr(tokenizer, f"{role}_token", None) != token:
-            if token not in tokenizer.get_vocab():
-                added.append(token)
-            tokenizer.add_special_tokens({f"{role}_token": token})
-    template, template_tokens = prepare_chat_template(tokenizer, recipe.chat_template)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, template, added + template_tokens
-
-
 def deepspeed_config(name: str | None) -> str | None:
     """A shipped DeepSpeed preset's path, or the user's JSON file."""
     if not name:
@@ -72,7 +56,7 @@ def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch:
     import torch
     from trl import SFTConfig
 
-    from llmcourse.training import training_kwargs
+    from llmcourse.finetune.common import training_kwargs
 
     t = recipe.train
     kwargs = training_kwargs(t, str(folder / "checkpoints"), has_eval)
@@ -99,83 +83,13 @@ def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch:
     )
 
 
-def latest_checkpoint(folder: Path) -> str | None:
-    """The newest `checkpoint-N` under the partial output's checkpoints folder."""
-    checkpoints = sorted((folder / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(checkpoints[-1]) if checkpoints else None
-
-
-def interrupt_callback() -> Any:
-    """A callback that turns Ctrl-C into 'save a checkpoint and stop' instead of a lost run."""
-    from transformers import TrainerCallback
-
-    class StopOnInterrupt(TrainerCallback):
-        def __init__(self) -> None:
-            self.requested = False
-            self.previous = signal.signal(signal.SIGINT, self._request)
-
-        def _request(self, signum: int, frame: Any) -> None:
-            self.requested = True
-            err.print("\n[yellow]interrupt: saving a checkpoint, then stopping (Ctrl-C again to abort)[/]")
-            signal.signal(signal.SIGINT, self.previous)
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if self.requested:
-                control.should_save = True
-                control.should_training_stop = True
-
-        def restore(self) -> None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    return StopOnInterrupt()
-
-
-def lab_skills_of(recipe: SftRecipe) -> list[str]:
-    """The lab skills among the recipe's datasets, scored at the end of training."""
-    from llmcourse.lab.skills import iter_skill_names
-
-    names: list[str] = []
-    for source in recipe.datasets:
-        if is_lab(source.path) and source.path != "lab://corpus":
-            names += [n for n in iter_skill_names(source.path.removeprefix("lab://")) if n not in names]
-    return names
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process (and peak CUDA allocation when on a GPU), in MB."""
-    import torch
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if torch.cuda.is_available():
-        return round(max(rss, torch.cuda.max_memory_allocated() / 2**20), 1)
-    return round(rss, 1)
-
-
-def check_output_or_checkpoint(output: Path, overwrite: bool, resume: bool) -> None:
-    """A fresh run needs a free output; `--resume` needs a checkpoint in the partial one."""
-    if not resume:
-        check_output_free(output, overwrite)
-    elif not latest_checkpoint(partial_path(output)):
-        raise UserError(f"--resume: no checkpoint in {partial_path(output) / 'checkpoints'}",
-                        hint="checkpoints are written every train.save_steps; start without --resume")
-
-
-def load_model_for(recipe: SftRecipe, tokenizer: Any, template: str) -> Any:
-    """The base, quantized as asked, with room for added tokens and the template's stop tokens."""
-    model = load_base(recipe)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer, template)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model
-
-
 def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
     """Fine-tune the base on the recipe's data; returns the summary written to `report.json`."""
     preflight(recipe)
     output = Path(recipe.output_dir or "outputs/sft")
     check_output_or_checkpoint(output, overwrite, resume)
-    from llmcourse.training import quiet_libraries, quiet_trainer, trainer_callbacks
+    from llmcourse.core.libraries import quiet_libraries
+    from llmcourse.finetune.common import quiet_trainer, trainer_callbacks
 
     quiet_libraries()
     import torch

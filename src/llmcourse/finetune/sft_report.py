@@ -7,17 +7,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmcourse.console import err
-from llmcourse.outputs import write_json, write_model_card, write_run_record
+from llmcourse.core.console import err
+from llmcourse.core.outputs import write_json, write_model_card, write_run_record
 from llmcourse.recipes.loader import dump_recipe
 from llmcourse.recipes.sft import SftRecipe
-from llmcourse.training import last_logged
+from llmcourse.finetune.common import last_logged
 
 
 def finish(recipe: SftRecipe, trainer: Any, result: Any, tokenizer: Any, folder: Path, encoded: Any,
            eval_rows: list, lab_skills: list[str], template: str, started: float, is_main: bool) -> dict[str, Any]:
     """Evaluate, save and document a finished run; every process calls it, only the main one writes."""
-    from llmcourse.finetune.sft import peak_memory_mb
+    from llmcourse.finetune.common import peak_memory_mb
 
     state = trainer.state
     runtime = result.metrics.get("train_runtime") or (time.perf_counter() - started)
@@ -74,7 +74,7 @@ def lab_scores(model: Any, tokenizer: Any, skills: list[str], count: int) -> dic
 
 def merge_into(folder: Path, recipe: SftRecipe, command: str = "sft") -> None:
     """Write the merged full model into `merged/` next to the adapter."""
-    from llmcourse.finetune.adapters import merge_adapter
+    from llmcourse.core.modelio import merge_adapter
 
     merged, tokenizer, base = merge_adapter(folder, recipe.base_model, recipe.allow_pickle, recipe.trust_remote_code)
     target = folder / "merged"
@@ -91,7 +91,7 @@ def merge_into(folder: Path, recipe: SftRecipe, command: str = "sft") -> None:
 
 def hub_datasets(recipe: SftRecipe) -> list[str] | None:
     """The recipe's datasets that are hub ids (for the card's `datasets:`)."""
-    from llmcourse.modelio import looks_like_local_path
+    from llmcourse.core.modelio import looks_like_local_path
 
     names = [s.path for s in recipe.datasets if not s.path.startswith("lab://") and not looks_like_local_path(s.path)]
     return names or None

@@ -17,7 +17,7 @@ HELP = "commands: /reset, /save FILE, /system TEXT, /quit"
 
 def run(engine: Any, strategy: Any, options: Any, system: str | None, seed: int, stdin: TextIO = sys.stdin) -> list[dict[str, str]]:
     """The read–generate–print loop; returns the conversation."""
-    from llmcourse.console import err, stdout
+    from llmcourse.core.console import err, stdout
 
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     err.print(f"[bold]chat[/] with {engine.name} ({strategy.name}); {HELP}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from llmcourse.errors import UserError
+from llmcourse.core.errors import UserError
 from llmcourse.generation.strategies import DecodeOptions, Strategy
 
 STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "</s>", "<|endoftext|>", "<end_of_turn>")
@@ -69,13 +69,13 @@ class HfEngine:
     """transformers: an HF folder, a hub id, or a LoRA adapter folder (loaded on its base)."""
 
     def __init__(self, model: str, allow_pickle: bool = False, draft_model: str | None = None) -> None:
-        from llmcourse.finetune.adapters import is_adapter_folder
-        from llmcourse.modelio import load_causal_lm
-        from llmcourse.training import quiet_libraries
+        from llmcourse.core.modelio import is_adapter_folder
+        from llmcourse.core.modelio import load_causal_lm
+        from llmcourse.core.libraries import quiet_libraries
 
         quiet_libraries(with_datasets=False)
         if Path(model).is_dir() and is_adapter_folder(model):
-            from llmcourse.finetune.adapters import merge_adapter
+            from llmcourse.core.modelio import merge_adapter
 
             self.model, self.tokenizer, _ = merge_adapter(model, None, allow_pickle)
             self.model.eval()

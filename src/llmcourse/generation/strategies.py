@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from llmcourse.errors import UserError, did_you_mean
+from llmcourse.core.errors import UserError, did_you_mean
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from llmcourse.core.errors import UserError, choose
+from llmcourse.lab import corpus as lab_corpus
 from llmcourse.lab import skills as lab_skills
 
 PromptFormat = Literal["auto", "chat", "plain"]
@@ -123,3 +126,37 @@ def perplexity(model: Any, blocks: Any, batch_size: int = 16) -> float:
             tokens += count
     model.train(was_training)
     return math.exp(total / max(tokens, 1))
+
+
+PERPLEXITY_DOCUMENTS = 1000
+PERPLEXITY_BLOCK = 128
+
+
+def heldout_perplexity(model: Any, tokenizer: Any) -> float:
+    """Perplexity on the lab's held-out corpus."""
+    docs = lab_corpus.documents("heldout", PERPLEXITY_DOCUMENTS)
+    return perplexity(model, token_blocks(tokenizer, docs, PERPLEXITY_BLOCK))
+
+
+def score_model(model_name: str, skills: str, count: int, prompt_format: str, allow_pickle: bool) -> dict[str, Any]:
+    """Exact match per held-out skill and held-out perplexity of one model."""
+    choose("prompt format", prompt_format, ("auto", "chat", "plain"))
+    if count <= 0:
+        raise UserError(f"--count must be > 0, got {count}")
+    names = list(lab_skills.iter_skill_names(skills))
+    from llmcourse.core.chat_templates import prepare_chat_template
+    from llmcourse.core.libraries import quiet_libraries
+    from llmcourse.core.modelio import load_causal_lm
+
+    quiet_libraries()
+    started = time.perf_counter()
+    model, tokenizer = load_causal_lm(model_name, allow_pickle=allow_pickle)
+    if prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
+        prepare_chat_template(tokenizer, "chatml")  # a base model asked in ChatML, as its SFT will be
+    result = exact_match(model, tokenizer, names, count=count, prompt_format=prompt_format)  # type: ignore[arg-type]
+    summary: dict[str, Any] = {"parameters": sum(p.numel() for p in model.parameters())}
+    summary.update({f"exact_match/{k}": round(v, 4) for k, v in result.per_skill.items()})
+    summary["exact_match/mean"] = round(result.mean, 4)
+    summary["heldout_perplexity"] = round(heldout_perplexity(model, tokenizer), 3)
+    summary["elapsed_s"] = round(time.perf_counter() - started, 1)
+    return summary

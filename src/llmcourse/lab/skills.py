@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from llmcourse.errors import UserError, did_you_mean
+from llmcourse.core.errors import UserError, did_you_mean
 
 HELDOUT_PERCENT = 20
 CONSONANTS = "bdfgklmnprstvz"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from llmcourse.quantize.registry import QuantOutput
+from llmcourse.quantize.base import QuantOutput
 
 DECODE_PROMPT = 16
 DECODE_TOKENS = 48
@@ -37,7 +37,7 @@ class HfScorer:
     def __init__(self, path: str, model: Any = None) -> None:
         import torch
 
-        from llmcourse.modelio import load_causal_lm
+        from llmcourse.core.modelio import load_causal_lm
 
         self.model = model if model is not None else load_causal_lm(path, dtype=torch.float32, device="cpu")[0]
 
@@ -101,11 +101,11 @@ def scorer_for(output: QuantOutput, context: int) -> Any:
     if output.loader == "gguf":
         return GgufScorer(str(output.path), context)
     if output.loader == "hqq":
-        from llmcourse.quantize.hqq import load_quantized
+        from llmcourse.quantize.formats.hqq import load_quantized
 
         return HfScorer(str(output.path), load_quantized(output.path, device="cpu"))
     if output.loader == "gptq":
-        from llmcourse.quantize import gptq
+        from llmcourse.quantize.formats import gptq
 
         return HfScorer(str(output.path), gptq.load_quantized(output.path, device="cpu"))
     return HfScorer(str(output.path))
@@ -220,7 +220,7 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     """The comparison table on stderr (stdout stays free for --json)."""
     from rich.table import Table
 
-    from llmcourse.console import err
+    from llmcourse.core.console import err
 
     table = Table(title=title, header_style="bold")
     for key, label, _ in COLUMNS:

@@ -13,11 +13,12 @@ from typing import Any, Callable
 
 import yaml
 
-from llmcourse.console import err
-from llmcourse.errors import UserError
-from llmcourse.modelio import check_model_source, looks_like_local_path
-from llmcourse.outputs import atomic_output, check_output_free, read_card_metadata, write_json, write_model_card, write_run_record
-from llmcourse.quantize.registry import QuantFormat, QuantOutput, SourceModel, get_format
+from llmcourse.core.console import err
+from llmcourse.core.errors import UserError
+from llmcourse.core.modelio import check_model_source, looks_like_local_path
+from llmcourse.core.outputs import atomic_output, check_output_free, read_card_metadata, write_json, write_model_card, write_run_record
+from llmcourse.quantize.base import QuantFormat, QuantOutput, SourceModel
+from llmcourse.quantize.registry import get_format
 
 HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.md", "*.jinja"]
 
@@ -83,9 +84,9 @@ def preflight(recipe: Any, overwrite: bool) -> tuple[SourceModel, list[QuantForm
 
 def run(recipe: Any, overwrite: bool = False) -> dict[str, Any]:
     """Quantize `recipe.model` to every format, measure each output, write cards; the summary."""
-    from llmcourse.modelio import load_tokenizer
+    from llmcourse.core.modelio import load_tokenizer
     from llmcourse.quantize import report, texts
-    from llmcourse.training import quiet_libraries
+    from llmcourse.core.libraries import quiet_libraries
 
     quiet_libraries(with_datasets=False)
     source, formats, folders = preflight(recipe, overwrite)

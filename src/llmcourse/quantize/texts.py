@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmcourse.errors import UserError
-from llmcourse.modelio import looks_like_local_path
+from llmcourse.core.errors import UserError
+from llmcourse.core.modelio import looks_like_local_path
 
 LAB_BLOCK = 128
 USER_BLOCK = 512

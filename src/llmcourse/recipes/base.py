@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from llmcourse.errors import did_you_mean
+from llmcourse.core.errors import did_you_mean
 
 
 class Recipe(BaseModel):

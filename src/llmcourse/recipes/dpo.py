@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llmcourse.errors import did_you_mean
+from llmcourse.core.errors import did_you_mean
 from llmcourse.recipes.common import DatasetSource
 from llmcourse.recipes.sft import SftRecipe, normalize_axolotl
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from llmcourse.errors import UserError
+from llmcourse.core.errors import UserError
 from llmcourse.recipes.base import format_validation_error
 
 RecipeT = TypeVar("RecipeT", bound=BaseModel)
@@ -81,7 +81,7 @@ def validate(model: type[RecipeT], data: dict[str, Any], source: str = "recipe")
     if hasattr(model, "split_ignored"):
         data, ignored = model.split_ignored(data)
         if ignored:
-            from llmcourse.console import err
+            from llmcourse.core.console import err
 
             err.print(f"[yellow]warning:[/] {source}: ignoring keys that llmcourse does not act on: {', '.join(ignored)}")
     try:

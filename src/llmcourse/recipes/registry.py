@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from llmcourse.errors import UserError, choose
+from llmcourse.core.errors import UserError, choose
 from llmcourse.recipes.loader import apply_overrides, read_yaml, validate
 
 # command name -> "module:Class"; imported only when a recipe of that kind is validated.
@@ -89,18 +89,6 @@ def describe(path: Path) -> str:
             return line.lstrip("# ").strip()
     return ""
 
-
-def validator_for(command: str) -> Callable[[Any], None] | None:
-    """The command's preflight check (file-system only), if it has one."""
-    if command == "pretrain":
-        from llmcourse.pretrain import preflight
-
-        return preflight
-    if command == "sft":
-        from llmcourse.finetune.sft import preflight as sft_preflight
-
-        return sft_preflight
-    return None
 
 
 def load_command_recipe(

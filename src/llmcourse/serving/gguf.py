@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from llmcourse.errors import UserError
+from llmcourse.core.errors import UserError
 
 
 def server_command(path: str, host: str, port: int, api_key: str | None, model_id: str) -> list[str]:
@@ -20,7 +20,7 @@ def server_command(path: str, host: str, port: int, api_key: str | None, model_i
 
 def become(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
     """Replace this process by `command` (exec): stopping the command line stops the server, no orphan is left."""
-    from llmcourse.console import stdout
+    from llmcourse.core.console import stdout
 
     stdout().flush()
     sys.stdout.flush()

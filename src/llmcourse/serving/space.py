@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmcourse.errors import UserError, choose
+from llmcourse.core.errors import UserError, choose
 
 SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 SETTINGS = re.compile(r"# --- settings \(written by llmcourse space\) ---\n.*?# --- end settings ---\n", re.S)
@@ -38,7 +38,7 @@ def resolve_model(model: str, model_id: str | None, gguf_file: str | None, allow
     `model_id` names the hub repo the Space should load instead of a local path (a Space cannot read
     this machine's files); `gguf_file` picks the file in a hub GGUF repo.
     """
-    from llmcourse.modelio import check_model_source, looks_like_local_path
+    from llmcourse.core.modelio import check_model_source, looks_like_local_path
 
     path = Path(model).expanduser()
     if model.endswith(".gguf"):
@@ -126,7 +126,7 @@ def readme(model: SpaceModel, title: str, emoji: str, color_from: str, color_to:
 
 def card_license(model: str) -> str | None:
     """The license in a local model's card front matter, if any."""
-    from llmcourse.outputs import read_card_metadata
+    from llmcourse.core.outputs import read_card_metadata
 
     folder = Path(model).expanduser()
     folder = folder.parent if folder.is_file() else folder

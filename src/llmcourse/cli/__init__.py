@@ -1,0 +1,33 @@
+"""The `llmcourse` command line (Typer). Heavy libraries are imported inside the commands only."""
+
+from __future__ import annotations
+
+import typer
+
+from llmcourse.cli import eval as eval_commands
+from llmcourse.cli import generate, lab, merge, quantize, recipes, serve, train
+
+app = typer.Typer(
+    name="llmcourse",
+    help="Recipe-driven command line for the whole life of an open LLM: pretrain, fine-tune, merge, "
+    "quantize, evaluate and serve. Runs offline on the embedded lab model, or on hub models.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for group in (train, recipes, lab, merge, quantize, generate, serve, eval_commands):
+    group.register(app)
+
+
+def main() -> None:
+    """Console-script entry point (library output on stdout is sent to stderr; see core/console.py)."""
+    from llmcourse.core.console import results_only_on_stdout
+
+    with results_only_on_stdout():
+        app()
+
+
+if __name__ == "__main__":
+    main()

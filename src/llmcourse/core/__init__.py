@@ -1,0 +1,1 @@
+"""The small core every package stands on: errors, consoles, outputs, model loading, the cache."""

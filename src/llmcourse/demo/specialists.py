@@ -1,0 +1,138 @@
+"""The demo's merging experiment: two specialists, four merges, held-out exact match on both skills.
+
+From the demo's SFT model, two specialists are fine-tuned on one skill each (the shipped lab SFT
+recipe on that skill's data, with some of the parent's own data replayed): topic and sign, which
+the base learned as plain text in pretraining but the SFT model was never asked in chat form; mergekit merges them with
+linear, slerp, ties and dare_ties (fixed seed), and mergekit-moe makes a two-expert MoE of them
+(hidden-state gates from each skill's training questions); one `llmcourse eval` run scores the
+parent, both specialists, every merge and the MoE on the two skills' held-out questions. The summary says how much of
+each specialist's own-skill score the best merge keeps. (`benchmarks/merge_specialists.py` runs the
+same experiment with other settings.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from llmcourse.core.console import err
+
+SKILLS = ("topic", "sign")  # in the base's pretraining, not in the SFT model's chat data
+STEPS = 100
+LEARNING_RATE = 1e-3  # the lab SFT recipe's own rate
+LORA_RANK = 0  # every weight: 100 steps of a rank-16 LoRA left topic half-learned (0.72), full fine-tuning learns both
+REPLAY = 2000  # examples of the parent's own skills mixed in, so that each specialist keeps them
+TASK_WEIGHT = 1.0  # ties / dare_ties: each task vector whole (measured: 1.0 kept 45 %, the most of the weights tried)
+HELDOUT = 100
+MERGE_METHODS = ("linear", "slerp", "ties", "dare_ties")
+GATE_PROMPTS = 8  # training questions per expert for its hidden-state gate
+
+
+def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate: float = LEARNING_RATE, lora_rank: int = LORA_RANK,
+                      seed: int = 0, replay: int = REPLAY) -> Any:
+    """The shipped lab SFT recipe, from `parent`, on one skill (plus, with `replay` > 0, that many
+    examples of the parent's own SFT skills); LoRA (merged afterwards) when `lora_rank` > 0, else
+    every weight."""
+    from llmcourse.recipes.registry import load_command_recipe
+
+    data = f"datasets.0.path=lab://{skill}"
+    if replay:
+        data = f"datasets=[{{path: 'lab://{skill}', num_samples: 4000}}, {{path: 'lab://parity+sentiment+count', num_samples: {replay}}}]"
+    overrides = [f"base_model={parent}", data, "datasets.0.num_samples=4000", f"max_steps={steps}",
+                 f"learning_rate={learning_rate}", "warmup_steps=10", "eval_lab_count=0", f"seed={seed}"]
+    if lora_rank:
+        overrides += ["adapter=lora", f"lora_r={lora_rank}", f"lora_alpha={2 * lora_rank}", "merge_adapter=true"]
+    return load_command_recipe("sft", "lab/sft", overrides, None)
+
+
+def merge_configs(parent: str, a: str, b: str, layers: int, weight: float = TASK_WEIGHT) -> dict[str, dict[str, Any]]:
+    """mergekit YAML (as dicts) of the two specialists for each method, as mergekit's documentation
+    writes them; ties and dare_ties add the task vectors (not normalized), each at `weight`."""
+    both = [{"model": a}, {"model": b}]
+    task = {"density": 0.8, "weight": weight}
+    return {
+        "linear": {"merge_method": "linear", "models": [{**m, "parameters": {"weight": 0.5}} for m in both], "dtype": "float32"},
+        "slerp": {"merge_method": "slerp", "base_model": a, "dtype": "float32",
+                  "slices": [{"sources": [{"model": a, "layer_range": [0, layers]}, {"model": b, "layer_range": [0, layers]}]}],
+                  "parameters": {"t": 0.5}},
+        "ties": {"merge_method": "ties", "base_model": parent, "dtype": "float32",
+                 "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
+        "dare_ties": {"merge_method": "dare_ties", "base_model": parent, "dtype": "float32",
+                      "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
+    }
+
+
+def moe_config(parent: str, experts: dict[str, str]) -> dict[str, Any]:
+    """A mergekit-moe config: the parent's attention and embeddings, one expert per specialist (its
+    MLPs), gates from the hidden states of each skill's training questions in the chat template."""
+    from llmcourse.lab import skills as lab_skills
+    from llmcourse.core.modelio import load_tokenizer
+
+    tokenizer = load_tokenizer(parent)
+
+    def prompts(skill: str) -> list[str]:
+        return [tokenizer.apply_chat_template([{"role": "user", "content": example.question}], tokenize=False, add_generation_prompt=True)
+                for example in lab_skills.examples(skill, "train", GATE_PROMPTS)]
+
+    # Two experts per token (Mixtral's and mergekit-moe's default): measured 0.60 / 0.64 on the two
+    # skills against 0.61 / 0.59 with one.
+    return {"base_model": parent, "gate_mode": "hidden", "dtype": "float32", "experts_per_token": 2,
+            "experts": [{"source_model": path, "positive_prompts": prompts(skill)} for skill, path in experts.items()]}
+
+
+def kept_shares(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Per model, the smallest share of a specialist's own-skill score it reaches on that skill."""
+    own = {skill: scores[f"specialist {skill}"][skill] for skill in SKILLS}
+    return {label: min(row[skill] / own[skill] if own[skill] else 0.0 for skill in SKILLS) for label, row in scores.items()}
+
+
+def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int = HELDOUT, seed: int = 0) -> tuple[list[Any], dict[str, Any]]:
+    """The experiment's rows for the demo table, and its summary (scores, kept shares, best merge);
+    `steps` per specialist and `heldout` questions per skill (the demo: 100 each)."""
+    import hashlib
+
+    from llmcourse.core.cache import llmcourse_home
+    from llmcourse.lab.cache import run_cached
+    from llmcourse.demo.stage import StageResult
+    from llmcourse.demo.merge import merged
+    from llmcourse.finetune.sft import run as run_sft
+
+    models: dict[str, str] = {}
+    for skill in SKILLS:
+        path, built = run_cached("sft", specialist_recipe(parent.path, skill, steps, seed=seed), run_sft, force)
+        if not built:
+            err.print(f"reusing the {skill} specialist in {path}")
+        models[f"specialist {skill}"] = str(path / "merged" if (path / "merged").is_dir() else path)
+    layers = json.loads((Path(parent.path) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+    configs = merge_configs(parent.path, models[f"specialist {SKILLS[0]}"], models[f"specialist {SKILLS[1]}"], layers)
+    for method, config in configs.items():
+        models[f"{method}(specialists)"] = str(merged(method, config, force))
+    experts = {skill: models[f"specialist {skill}"] for skill in SKILLS}
+    models["moe(specialists)"] = str(merged("moe", moe_config(parent.path, experts), force, moe=True))
+    digest = hashlib.sha256(json.dumps([parent.path, models, heldout], sort_keys=True).encode()).hexdigest()[:10]
+    cached = llmcourse_home() / "lab" / f"specialists-eval-{digest}.json"
+    if cached.is_file() and not force:
+        scores = json.loads(cached.read_text(encoding="utf-8"))
+    else:
+        scores = _score({"parent (SFT)": parent.path, **models}, cached.with_suffix(""), heldout)
+        cached.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
+    kept = kept_shares(scores)
+    merges = [f"{method}(specialists)" for method in MERGE_METHODS]
+    best = max(merges, key=lambda label: kept[label])
+    rows = [StageResult(label if label.startswith("specialist") else f"{'MoE' if label.startswith('moe') else 'merge'}: {label}", path,
+                        {f"exact_match/{skill}": scores[label][skill] for skill in SKILLS})
+            for label, path in models.items()]
+    summary = {"skills": list(SKILLS), "scores": scores, "kept": kept, "best": best, "best_kept": kept[best]}
+    return rows, summary
+
+
+def _score(models: dict[str, str], output: Path, heldout: int) -> dict[str, dict[str, float]]:
+    """Held-out exact match of every model on the two skills, in one `llmcourse eval` run."""
+    from llmcourse.evaluate.run import run
+    from llmcourse.recipes.eval import EvalRecipe
+
+    recipe = EvalRecipe(models=list(models.values()), suite="custom", tasks=[f"lab_{skill}" for skill in SKILLS], limit=heldout,
+                        output_dir=str(output), apply_chat_template=True)
+    entries = run(recipe, overwrite=True, quiet=True)["models"]
+    return {label: {skill: round(entry["scores"][f"lab_{skill}"], 4) for skill in SKILLS} for label, entry in zip(models, entries)}

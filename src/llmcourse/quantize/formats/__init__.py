@@ -1,0 +1,1 @@
+"""One module per quantization format, each registering itself (`llmcourse.quantize.registry`)."""
