@@ -95,3 +95,13 @@ def test_recipes_ls_lists_every_shipped_recipe() -> None:
     assert result.returncode == 0
     for name in shipped_recipes():
         assert name in result.stdout
+
+
+def test_validate_runs_the_dpo_preflight(tmp_path: Path) -> None:
+    recipe = tmp_path / "dpo.yaml"
+    text = (REPO / "configs" / "lab" / "dpo.yaml").read_text(encoding="utf-8")
+    recipe.write_text(text + "ref_model: ./no-such-reference\n", encoding="utf-8")
+    result = run_cli("validate", str(recipe))
+    assert result.returncode == 2
+    assert "no-such-reference" in result.stderr
+    assert "Traceback" not in result.stderr
