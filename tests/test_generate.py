@@ -130,3 +130,25 @@ def test_gguf_greedy_and_speculative_through_llama_cpp(demo_report: dict) -> Non
     assert agree >= len(QUESTIONS) - 1, "Q8_0 answers like the float model"
     with pytest.raises(UserError, match="not available for GGUF"):
         q8.generate(q8.prompt_ids("x"), get_strategy("beam"), options)
+
+
+@pytest.mark.gguf
+def test_gguf_sequence_logprob_equals_llama_cpp_scores(demo_report: dict) -> None:
+    import numpy as np
+    from llama_cpp import Llama
+
+    from llmcourse.generation.engines import GgufEngine
+
+    path = next(s["path"] for s in demo_report["stages"] if s["stage"].startswith("GGUF Q8_0"))
+    q8 = GgufEngine(path)
+    ids = q8.prompt_ids(QUESTIONS[0])
+    answer = q8.generate(ids, get_strategy("greedy"), DecodeOptions(max_new_tokens=6))
+    # the reference: every position's logits kept (logits_all), read from the public `scores`
+    full = Llama(model_path=path, n_ctx=256, logits_all=True, verbose=False)
+    full.eval(ids + answer.token_ids)
+    scores = np.asarray(full.scores[: len(ids) + len(answer.token_ids)], dtype=np.float64)
+    rows = scores[len(ids) - 1: len(ids) - 1 + len(answer.token_ids)]
+    shifted = rows - rows.max(axis=1, keepdims=True)
+    expected = float(sum(shifted[i, token] - np.log(np.exp(shifted[i]).sum()) for i, token in enumerate(answer.token_ids)))
+    assert answer.seq_logprob < 0
+    assert q8.sequence_logprob(ids, answer.token_ids) == pytest.approx(expected, abs=1e-3)

@@ -213,6 +213,7 @@ class GgufEngine:
 
     def sequence_logprob(self, ids: list[int], new: list[int]) -> float:
         """Sum of log p(token | prefix) of the generated tokens, from llama.cpp's logits."""
+        import llama_cpp
         import numpy as np
 
         if not new:
@@ -221,7 +222,8 @@ class GgufEngine:
         self.llm.reset()
         self.llm.eval(ids)
         for token in new:
-            logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self.llm.n_vocab(),)).astype(np.float64)
+            last = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)  # the C API on the public context handle
+            logits = np.ctypeslib.as_array(last, shape=(self.llm.n_vocab(),)).astype(np.float64)
             total += float(logits[token] - logits.max() - np.log(np.exp(logits - logits.max()).sum()))
             self.llm.eval([token])
         return total

@@ -75,12 +75,32 @@ def convert(model_dir: Path, out_file: Path, outtype: str, pre_tokenizer: str | 
         raise UserError(f"llama.cpp's converter failed on {model_dir}: {last}", hint=hint)
 
 
+_LOG_CALLBACK: Any = None  # kept alive for as long as llama.cpp may call it
+
+
+def quiet_llama_cpp_log() -> None:
+    """Route llama.cpp's log through `llama_log_set` (its public C API): errors only, everything
+    with `LLMCOURSE_DEBUG=1`."""
+    global _LOG_CALLBACK
+    import llama_cpp
+
+    if _LOG_CALLBACK is None:
+        verbose = os.environ.get("LLMCOURSE_DEBUG") == "1"
+
+        @llama_cpp.llama_log_callback
+        def forward(level: int, text: bytes, user_data: Any) -> None:
+            if verbose or level == 3:  # GGML_LOG_LEVEL_ERROR
+                sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+        _LOG_CALLBACK = forward
+    llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
 def quantize_file(src: Path, dst: Path, method: str, imatrix: dict[str, Any] | None) -> None:
     """`llama_model_quantize` from `src` to `dst` as `method`, with an optional importance matrix."""
     import llama_cpp
-    from llama_cpp._logger import set_verbose
 
-    set_verbose(os.environ.get("LLMCOURSE_DEBUG") == "1")  # llama.cpp logs every tensor otherwise
+    quiet_llama_cpp_log()  # llama.cpp logs every tensor otherwise
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = quant_types()[method]
     params.nthread = os.cpu_count() or 1
