@@ -12,6 +12,7 @@ from typing import Any
 from llmcourse.core.console import err
 from llmcourse.core.errors import UserError, did_you_mean
 from llmcourse.core.outputs import replace_text
+from llmcourse.evaluate.compat import task_yaml_paths
 
 
 def _tasks_root() -> Path:
@@ -45,10 +46,9 @@ def default_task_families() -> dict[str, str | None]:
     err.print("[dim]indexing lm-eval's tasks (once per lm-eval version)…[/]")
     root = _tasks_root()
     families: dict[str, str | None] = {}
-    for name, entry in TaskManager().task_index.items():
-        path = getattr(entry, "yaml_path", None)
+    for name, path in task_yaml_paths(TaskManager()).items():
         try:
-            families[name] = Path(path).resolve().relative_to(root).parts[0] if path else None
+            families[name] = path.resolve().relative_to(root).parts[0] if path else None
         except ValueError:
             families[name] = None
     replace_text(cache, json.dumps(families, sort_keys=True) + "\n")
