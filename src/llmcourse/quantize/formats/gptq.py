@@ -47,6 +47,16 @@ def _working_directory(path: str) -> Iterator[None]:
         os.chdir(before)
 
 
+def _quiet_logbar() -> None:
+    """GPTQModel logs through LogBar, a package of its own (not ours to depend on): warnings only,
+    when it is there."""
+    try:
+        from logbar import LogBar
+    except ImportError:
+        return
+    LogBar.shared().setLevel("WARNING")
+
+
 @contextlib.contextmanager
 def engine_output() -> Iterator[None]:
     """Run GPTQModel with its output held back: it prints a banner, per-layer logs and progress
@@ -62,9 +72,8 @@ def engine_output() -> Iterator[None]:
                 _environment("GPTQMODEL_CPU_WORKERS", str(os.cpu_count() or 1)), \
                 contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
             import gptqmodel  # noqa: F401
-            from logbar import LogBar
 
-            LogBar.shared().setLevel("WARNING")
+            _quiet_logbar()
             yield
     except BaseException:
         tail = [line for line in captured.getvalue().splitlines() if line.strip()][-12:]
