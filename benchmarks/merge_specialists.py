@@ -1,14 +1,14 @@
 """The lab merging experiment: two specialists, four merges, held-out exact match on both skills.
 
 From the lab SFT model (the demo's, reused from the lab cache), two specialists are fine-tuned on
-one skill each with the demo's recipe (`llmcourse.demo.specialists`, other steps, rates and ranks); they are merged with linear, slerp, ties and dare_ties by
+one skill each with the demo's recipe (`llmcourse.demo.specialists`, other steps, rates and ranks); they are merged with linear, slerp, ties, dare_ties and task_arithmetic by
 `llmcourse merge` (mergekit YAML, fixed seed); then `llmcourse eval` scores the parent, both
 specialists and every merge on the two skills' held-out questions (lm-eval, exact match) in one
 report. Printed: each model's scores and, per merge, the share of each specialist's own-skill
 score it keeps (goal: the best merge keeps >= 80 % of both).
 
-    python benchmarks/merge_specialists.py [--skills topic,sign] [--steps 100] [--lr 3e-4] [--lora-r 0]
-        [--weight 0.7] [--work DIR] [--json OUT.json]
+    python benchmarks/merge_specialists.py [--skills topic,sign] [--steps 400] [--lr 1e-4] [--lora-r 0]
+        [--replay 500] [--weight 1.0] [--work DIR] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -49,10 +49,11 @@ def specialist(parent: str, skill: str, steps: int, learning_rate: float, lora_r
     """The parent fine-tuned further on one skill only (the demo's recipe, cached in the lab cache):
     every weight, or (lora_r > 0) a LoRA adapter merged into the weights afterwards."""
     from llmcourse.lab.cache import run_cached
-    from llmcourse.demo.specialists import specialist_recipe
+    from llmcourse.demo.specialists import parent_replay, specialist_recipe
     from llmcourse.finetune.sft import run as run_sft
 
-    path, _ = run_cached("sft", specialist_recipe(parent, skill, steps, learning_rate, lora_r, replay=replay), run_sft)
+    data = str(parent_replay(parent, skill, replay)) if replay else None
+    path, _ = run_cached("sft", specialist_recipe(parent, skill, steps, learning_rate, lora_r, replay=data), run_sft)
     return str(path / "merged" if lora_r else path)
 
 
@@ -60,15 +61,16 @@ def main() -> None:
     """Build, merge, evaluate, print the table and the kept shares."""
     import yaml
 
-    from llmcourse.demo.specialists import merge_configs
+    from llmcourse.demo.specialists import MERGE_METHODS, merge_configs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skills", default="topic,sign", help="two lab skills, one per specialist")
-    parser.add_argument("--steps", type=int, default=100, help="SFT steps per specialist")
-    parser.add_argument("--lr", type=float, default=3.0e-4, help="specialists' learning rate")
+    parser.add_argument("--steps", type=int, default=400, help="SFT steps per specialist")
+    parser.add_argument("--lr", type=float, default=1.0e-4, help="specialists' learning rate")
     parser.add_argument("--lora-r", type=int, default=0, help="train LoRA specialists of this rank (merged into the weights); 0: full")
-    parser.add_argument("--replay", type=int, default=0, help="examples of the parent's SFT skills mixed into each specialist's data")
-    parser.add_argument("--weight", type=float, default=0.7, help="ties/dare_ties weight of each task vector")
+    parser.add_argument("--replay", type=int, default=500,
+                        help="questions of every other lab skill answered by the parent, mixed into each specialist's data (0: none)")
+    parser.add_argument("--weight", type=float, default=1.0, help="ties/dare_ties/task_arithmetic weight of each task vector")
     parser.add_argument("--limit", type=int, default=100, help="held-out questions per skill")
     parser.add_argument("--work", type=Path, default=None, help="work folder for the merges and the eval (kept; merges are reused)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -101,7 +103,7 @@ def main() -> None:
         kept = {skill: row[f"lab_{skill}"] / own[skill] if own[skill] else 0.0 for skill in skills}
         results[label] = {"scores": {skill: row[f"lab_{skill}"] for skill in skills}, "kept": kept, "path": models[label]}
         print(f"{label:<22}" + "".join(f"{row[f'lab_{skill}']:>14.2f}" for skill in skills) + f"   {min(kept.values()):.1%}")
-    merges = [label for label in results if label in ("linear", "slerp", "ties", "dare_ties")]
+    merges = [label for label in results if label in MERGE_METHODS]
     best = max(merges, key=lambda label: min(results[label]["kept"].values()))
     print(f"best merge: {best}, keeps {min(results[best]['kept'].values()):.1%} of each specialist's own-skill score (goal >= 80 %)")
     if args.json:

@@ -104,12 +104,13 @@ def test_demo_ends_by_generating_from_the_final_model(demo_report: dict) -> None
 
 
 @pytest.mark.slow
-def test_the_merging_experiment_trains_two_specialists_merges_them_five_ways_and_scores_all(lab_sft: str) -> None:
+def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_scores_all(lab_sft: str) -> None:
     # The demo's stage at a smaller size (20 steps per specialist, 10 questions per skill); the demo
-    # itself runs 100 and 100 (its numbers: README and benchmarks/README.md).
+    # itself runs 400 and 100 (its numbers: README and benchmarks/README.md).
     from types import SimpleNamespace
 
-    from llmcourse.demo.specialists import MERGE_METHODS, SKILLS, specialists_stage
+    from llmcourse.demo.specialists import MERGE_METHODS, SKILLS, parent_replay, specialists_stage
+    from llmcourse.lab import skills as lab_skills
 
     rows, summary = specialists_stage(SimpleNamespace(path=lab_sft), force=False, steps=20, heldout=10)
     scores, kept = summary["scores"], summary["kept"]
@@ -118,7 +119,14 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_five_ways_and
     for skill in SKILLS:  # 10 questions are too few to rank the models; training is checked by its loss
         report = json.loads((Path(rows[SKILLS.index(skill)].path) / "report.json").read_text())
         assert report["steps"] == 20 and report["last_logged_loss"] < report["train_loss"], report
-        assert report["examples"] == 4000 + 2000, "the skill's data plus a replay of the parent's"
+        replay = [json.loads(line)["messages"] for line in parent_replay(lab_sft, skill).read_text().splitlines()]
+        assert report["examples"] == 4000 + len(replay), "the skill's data plus the parent's own answers"
+        assert len(replay) >= 0.9 * 4 * 500, "500 questions of each other skill (an empty answer is left out)"
+        truth = {example.question: example.answer for other in lab_skills.SKILLS for example in lab_skills.examples(other, "train", 500, seed=1)}
+        asked = {messages[0]["content"] for messages in replay}
+        assert not {example.question for example in lab_skills.examples(skill, "train", 500, seed=1)} & asked, "never its own skill"
+        parity = [m[1]["content"] == truth[m[0]["content"]] for m in replay if m[0]["content"].endswith("even or odd?")]
+        assert len(parity) >= 450 and sum(parity) >= 0.9 * len(parity), "the parent's answers: it was taught parity"
     own = {skill: scores[f"specialist {skill}"][skill] for skill in SKILLS}
     assert summary["best"] in {f"{m}(specialists)" for m in MERGE_METHODS}
     assert summary["best_kept"] == max(kept[f"{m}(specialists)"] for m in MERGE_METHODS)

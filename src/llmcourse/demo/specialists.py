@@ -1,13 +1,16 @@
-"""The demo's merging experiment: two specialists, four merges, held-out exact match on both skills.
+"""The demo's merging experiment: two specialists, five merges and a MoE, held-out exact match on both skills.
 
-From the demo's SFT model, two specialists are fine-tuned on one skill each (the shipped lab SFT
-recipe on that skill's data, with some of the parent's own data replayed): topic and sign, which
-the base learned as plain text in pretraining but the SFT model was never asked in chat form; mergekit merges them with
-linear, slerp, ties and dare_ties (fixed seed), and mergekit-moe makes a two-expert MoE of them
-(hidden-state gates from each skill's training questions); one `llmcourse eval` run scores the
-parent, both specialists, every merge and the MoE on the two skills' held-out questions. The summary says how much of
-each specialist's own-skill score the best merge keeps. (`benchmarks/merge_specialists.py` runs the
-same experiment with other settings.)
+From the demo's SFT model, two specialists are fine-tuned on one skill each: topic and sign, which
+the base learned as plain text in pretraining but the SFT model was never asked in chat form. Each
+specialist's data is its skill plus the parent's own greedy answers to questions of every other lab
+skill, so that it learns to leave everything else as the parent had it and its task vector carries
+its skill alone; a low rate over more steps keeps the task vectors small. mergekit merges them
+with linear, slerp, ties, dare_ties and task_arithmetic (fixed seed), and mergekit-moe makes a
+two-expert MoE of them (hidden-state gates from each skill's training questions); one
+`llmcourse eval` run scores the parent, both specialists, every merge and the MoE on the two
+skills' held-out questions. The summary says how much of each specialist's own-skill score the
+best merge keeps. (`benchmarks/merge_specialists.py` runs the same experiment with other
+settings; what each setting kept: benchmarks/README.md.)
 """
 
 from __future__ import annotations
@@ -19,28 +22,55 @@ from typing import Any
 from llmcourse.core.console import err
 
 SKILLS = ("topic", "sign")  # in the base's pretraining, not in the SFT model's chat data
-STEPS = 100
-LEARNING_RATE = 1e-3  # the lab SFT recipe's own rate
-LORA_RANK = 0  # every weight: 100 steps of a rank-16 LoRA left topic half-learned (0.72), full fine-tuning learns both
-REPLAY = 2000  # examples of the parent's own skills mixed in, so that each specialist keeps them
-TASK_WEIGHT = 1.0  # ties / dare_ties: each task vector whole (measured: 1.0 kept 45 %, the most of the weights tried)
+STEPS = 400
+LEARNING_RATE = 1e-4  # small task vectors: at 1e-3 over 100 steps every merge broke (benchmarks/README.md)
+LORA_RANK = 0  # every weight
+REPLAY_PER_SKILL = 500  # questions of every other lab skill, answered by the parent itself
+TASK_WEIGHT = 1.0  # ties / dare_ties / task_arithmetic: each task vector whole
 HELDOUT = 100
-MERGE_METHODS = ("linear", "slerp", "ties", "dare_ties")
+MERGE_METHODS = ("linear", "slerp", "ties", "dare_ties", "task_arithmetic")
 GATE_PROMPTS = 8  # training questions per expert for its hidden-state gate
 
 
+def parent_replay(parent: str, skill: str, per_skill: int = REPLAY_PER_SKILL) -> Path:
+    """A chat dataset (jsonl, in the lab cache) of `per_skill` training questions of every lab skill
+    but `skill`, each answered by the parent itself (greedy decoding, its chat template)."""
+    import hashlib
+
+    from llmcourse.core.cache import llmcourse_home
+    from llmcourse.core.libraries import quiet_libraries
+    from llmcourse.core.modelio import load_causal_lm
+    from llmcourse.core.outputs import replace_text
+    from llmcourse.lab import DATA_VERSION
+    from llmcourse.lab import skills as lab_skills
+    from llmcourse.lab.scoring import greedy_answers
+
+    key = json.dumps([str(Path(parent).resolve()), skill, per_skill, DATA_VERSION])
+    path = llmcourse_home() / "lab" / f"replay-{skill}-{hashlib.sha256(key.encode()).hexdigest()[:10]}.jsonl"
+    if path.is_file():
+        return path
+    quiet_libraries()
+    model, tokenizer = load_causal_lm(parent)
+    rows = []
+    for other in lab_skills.SKILLS:
+        if other != skill:
+            questions = [example.question for example in lab_skills.examples(other, "train", per_skill, seed=1)]
+            answers = greedy_answers(model, tokenizer, questions, prompt_format="chat")
+            rows += [{"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+                     for question, answer in zip(questions, answers) if answer]
+    replace_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
 def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate: float = LEARNING_RATE, lora_rank: int = LORA_RANK,
-                      seed: int = 0, replay: int = REPLAY) -> Any:
-    """The shipped lab SFT recipe, from `parent`, on one skill (plus, with `replay` > 0, that many
-    examples of the parent's own SFT skills); LoRA (merged afterwards) when `lora_rank` > 0, else
-    every weight."""
+                      seed: int = 0, replay: str | None = None) -> Any:
+    """The shipped lab SFT recipe, from `parent`, on one skill (plus, given `replay`, that chat
+    dataset); LoRA (merged afterwards) when `lora_rank` > 0, else every weight."""
     from llmcourse.recipes.registry import load_command_recipe
 
-    data = f"datasets.0.path=lab://{skill}"
-    if replay:
-        data = f"datasets=[{{path: 'lab://{skill}', num_samples: 4000}}, {{path: 'lab://parity+sentiment+count', num_samples: {replay}}}]"
-    overrides = [f"base_model={parent}", data, "datasets.0.num_samples=4000", f"max_steps={steps}",
-                 f"learning_rate={learning_rate}", "warmup_steps=10", "eval_lab_count=0", f"seed={seed}"]
+    data = f"datasets=[{{path: 'lab://{skill}', num_samples: 4000}}" + (f", {{path: '{replay}', type: messages}}]" if replay else "]")
+    overrides = [f"base_model={parent}", data, f"max_steps={steps}", f"learning_rate={learning_rate}", "warmup_steps=10",
+                 "eval_lab_count=0", f"seed={seed}"]
     if lora_rank:
         overrides += ["adapter=lora", f"lora_r={lora_rank}", f"lora_alpha={2 * lora_rank}", "merge_adapter=true"]
     return load_command_recipe("sft", "lab/sft", overrides, None)
@@ -48,7 +78,7 @@ def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate
 
 def merge_configs(parent: str, a: str, b: str, layers: int, weight: float = TASK_WEIGHT) -> dict[str, dict[str, Any]]:
     """mergekit YAML (as dicts) of the two specialists for each method, as mergekit's documentation
-    writes them; ties and dare_ties add the task vectors (not normalized), each at `weight`."""
+    writes them; ties, dare_ties and task_arithmetic add the task vectors (not normalized), each at `weight`."""
     both = [{"model": a}, {"model": b}]
     task = {"density": 0.8, "weight": weight}
     return {
@@ -60,6 +90,8 @@ def merge_configs(parent: str, a: str, b: str, layers: int, weight: float = TASK
                  "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
         "dare_ties": {"merge_method": "dare_ties", "base_model": parent, "dtype": "float32",
                       "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
+        "task_arithmetic": {"merge_method": "task_arithmetic", "base_model": parent, "dtype": "float32",
+                            "models": [{**m, "parameters": {"weight": weight}} for m in both]},
     }
 
 
@@ -100,7 +132,8 @@ def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int
 
     models: dict[str, str] = {}
     for skill in SKILLS:
-        path, built = run_cached("sft", specialist_recipe(parent.path, skill, steps, seed=seed), run_sft, force)
+        replay = str(parent_replay(parent.path, skill))
+        path, built = run_cached("sft", specialist_recipe(parent.path, skill, steps, seed=seed, replay=replay), run_sft, force)
         if not built:
             err.print(f"reusing the {skill} specialist in {path}")
         models[f"specialist {skill}"] = str(path / "merged" if (path / "merged").is_dir() else path)

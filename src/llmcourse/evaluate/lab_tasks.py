@@ -17,7 +17,7 @@ import yaml
 
 from llmcourse.core.outputs import replace_text
 
-TASK_VERSION = 2.0
+TASK_VERSION = 3.0
 HELDOUT_PER_SKILL = 100
 
 

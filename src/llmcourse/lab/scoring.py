@@ -42,6 +42,28 @@ def clean_answer(text: str) -> str:
     return text.strip().split("\n")[0].strip()
 
 
+def greedy_answers(model: Any, tokenizer: Any, questions: list[str], batch_size: int = 64, prompt_format: PromptFormat = "auto",
+                   max_new_tokens: int = 8) -> list[str]:
+    """The model's greedy answer to each question (its first line, stripped), decoded in batches."""
+    import torch
+
+    answers: list[str] = []
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    try:
+        for start in range(0, len(questions), batch_size):
+            prompts = [build_prompt(tokenizer, question, prompt_format) for question in questions[start : start + batch_size]]
+            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
+                                     eos_token_id=_stop_ids(tokenizer))
+            answers += [clean_answer(text) for text in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
+    finally:
+        tokenizer.padding_side = padding_side
+    return answers
+
+
 def exact_match(
     model: Any,
     tokenizer: Any,
@@ -52,38 +74,15 @@ def exact_match(
     max_new_tokens: int = 8,
 ) -> ExactMatch:
     """Greedy-decode answers to `count` held-out questions per skill and compare exactly."""
-    import torch
-
     per_skill: dict[str, float] = {}
     counts: dict[str, int] = {}
     samples: dict[str, list[tuple[str, str, str]]] = {}
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    try:
-        for name in skill_names:
-            rows = lab_skills.examples(name, "heldout", count)
-            correct = 0
-            samples[name] = []
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start : start + batch_size]
-                prompts = [build_prompt(tokenizer, ex.question, prompt_format) for ex in chunk]
-                enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-                with torch.no_grad():
-                    out = model.generate(
-                        **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
-                        eos_token_id=_stop_ids(tokenizer),
-                    )
-                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-                for ex, text in zip(chunk, texts):
-                    answer = clean_answer(text)
-                    correct += answer == ex.answer
-                    if len(samples[name]) < 3:
-                        samples[name].append((ex.question, ex.answer, answer))
-            per_skill[name] = correct / max(len(rows), 1)
-            counts[name] = len(rows)
-    finally:
-        tokenizer.padding_side = padding_side
+    for name in skill_names:
+        rows = lab_skills.examples(name, "heldout", count)
+        answers = greedy_answers(model, tokenizer, [ex.question for ex in rows], batch_size, prompt_format, max_new_tokens)
+        per_skill[name] = sum(answer == ex.answer for ex, answer in zip(rows, answers)) / max(len(rows), 1)
+        counts[name] = len(rows)
+        samples[name] = [(ex.question, ex.answer, answer) for ex, answer in list(zip(rows, answers))[:3]]
     return ExactMatch(per_skill, counts, samples)
 
 

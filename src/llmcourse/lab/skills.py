@@ -101,8 +101,11 @@ def _topic(rng: random.Random) -> tuple[str, str, str, str]:
     noun = rng.choice(FOODS if food else PLACES)
     adjectives = rng.sample(POSITIVE + NEGATIVE, 2)
     sentence = f"The {noun} was {adjectives[0]} and {adjectives[1]}."
-    answer, wrong = ("food", "place") if food else ("place", "food")
-    return sentence, f"Is this about food or a place? {sentence}", answer, wrong
+    # `meal` / `location`: no other skill's answer starts with the same token in chat form, where the
+    # lab tokenizer spells answers in pieces (`place` began like `positive`; measured: merges of the
+    # two specialists then answered sign questions with "place").
+    answer, wrong = ("meal", "location") if food else ("location", "meal")
+    return sentence, f"Is this about a meal or a location? {sentence}", answer, wrong
 
 
 def _sign(rng: random.Random) -> tuple[str, str, str, str]:
@@ -120,7 +123,7 @@ SKILLS: dict[str, Skill] = {
         Skill("parity", "is a number even or odd", _parity),
         Skill("sentiment", "is a short review positive or negative", _sentiment),
         Skill("count", "how many words are in a list (one to five)", _count),
-        Skill("topic", "is a sentence about food or a place", _topic),
+        Skill("topic", "is a sentence about a meal or a location", _topic),
         Skill("sign", "is a number positive or negative", _sign),
     ]
 }
