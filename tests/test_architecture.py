@@ -127,3 +127,14 @@ def test_every_module_lives_in_a_package() -> None:
     packages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
     assert flat <= FLAT_MODULES
     assert packages == set(ALLOWED)
+
+
+def test_the_space_app_stops_where_llmcourse_does() -> None:
+    # app.py runs in a Space without llmcourse installed (and loads its model on import), so it
+    # carries its own copy of the list: read it from the source
+    from llmcourse.core.chat_templates import END_OF_TURN_TOKENS
+
+    tree = ast.parse((PACKAGE / "serving" / "space_app.py").read_text(encoding="utf-8"))
+    copies = [ast.literal_eval(node.value) for node in tree.body
+              if isinstance(node, ast.Assign) and any(getattr(target, "id", "") == "STOP_TOKENS" for target in node.targets)]
+    assert copies == [END_OF_TURN_TOKENS]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llmcourse.cli.options import Debug, DryRun, Json, OutputDir, Overwrite
-from llmcourse.cli.support import emit_summary, guarded, print_recipe
+from llmcourse.cli.support import emit_summary, guarded, print_recipe, resolve_lab_base
 
 
 def _is_recipe(argument: str) -> bool:
@@ -64,11 +64,7 @@ def eval_command(
         if dry_run:
             print_recipe(recipe)
             return
-        if "lab://base" in recipe.models:
-            from llmcourse.finetune.pretrain import build_lab as build
-
-            base = build([])["path"]
-            recipe = recipe.model_copy(update={"models": [base if m == "lab://base" else m for m in recipe.models]})
+        recipe = resolve_lab_base(recipe, "models")
         from llmcourse.evaluate.run import run
 
         summary = run(recipe, overwrite=overwrite, table_to_stderr=json_out)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llmcourse.cli.options import Debug, DryRun, Json, OutputDir, Overrides, Overwrite
-from llmcourse.cli.support import emit_summary, guarded, print_recipe
+from llmcourse.cli.support import emit_summary, guarded, print_recipe, resolve_lab_base
 
 
 def is_recipe(argument: str) -> bool:
@@ -75,10 +75,7 @@ def quantize(
         if dry_run:
             print_recipe(recipe)
             return
-        if recipe.model == "lab://base":
-            from llmcourse.cli.support import resolve_lab_base
-
-            recipe = resolve_lab_base(recipe, "model")
+        recipe = resolve_lab_base(recipe, "model")
         from llmcourse.quantize.run import run
 
         summary = run(recipe, overwrite=overwrite)

@@ -73,12 +73,21 @@ def emit_summary(title: str, summary: dict[str, Any], as_json: bool) -> None:
     out.print(table)
 
 
+def lab_base_path() -> str:
+    """The lab base folder (`lab://base`), built on first use."""
+    from llmcourse.finetune.pretrain import build_lab
+
+    return build_lab([])["path"]
+
+
 def resolve_lab_base(recipe: Any, field: str = "base_model") -> Any:
-    """Replace `lab://base` in `recipe.<field>` by the lab base folder, building it on first use."""
+    """Replace `lab://base` in `recipe.<field>` (a name, or a list of names) by the lab base folder."""
     from llmcourse.core.modelio import LAB_BASE
 
-    if getattr(recipe, field, None) != LAB_BASE:
-        return recipe
-    from llmcourse.finetune.pretrain import build_lab as build
-
-    return recipe.model_copy(update={field: build([])["path"]})
+    value = getattr(recipe, field, None)
+    if value == LAB_BASE:
+        return recipe.model_copy(update={field: lab_base_path()})
+    if isinstance(value, list) and LAB_BASE in value:
+        base = lab_base_path()
+        return recipe.model_copy(update={field: [base if name == LAB_BASE else name for name in value]})
+    return recipe

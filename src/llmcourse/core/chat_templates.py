@@ -80,6 +80,21 @@ def prepare_chat_template(tokenizer: Any, name: str | None) -> tuple[str, list[s
     return template.name, missing
 
 
+# Tokens that end an assistant turn in the families we meet (ChatML, Llama 3, Llama 2 / Mistral,
+# GPT-2 style, Gemma). The Space's app.py carries its own copy (it runs without llmcourse).
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "</s>", "<|endoftext|>", "<end_of_turn>")
+
+
+def end_of_turn_ids(tokenizer: Any) -> list[int]:
+    """EOS plus every END_OF_TURN_TOKENS entry that is one token in this (transformers) tokenizer."""
+    ids = {tokenizer.eos_token_id} - {None}
+    for token in END_OF_TURN_TOKENS:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id >= 0 and token_id != tokenizer.unk_token_id:
+            ids.add(token_id)
+    return sorted(ids)
+
+
 def stop_token_ids(tokenizer: Any, template_name: str) -> list[int]:
     """Token ids that end an assistant turn: EOS plus the template's end-of-turn token."""
     ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []

@@ -3,7 +3,6 @@ of that final model drawn from the cards."""
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,11 @@ def slerp_config(a: str, b: str, t: float = 0.5, layers: int = 4) -> dict[str, A
 
 def merged(method: str, config: dict[str, Any], force: bool, moe: bool = False) -> Path:
     """The merge of `config` (mergekit YAML, or mergekit-moe YAML) into a lab cache folder named by its content."""
-    from llmcourse.core.cache import llmcourse_home
+    from llmcourse.lab.cache import cache_folder
     from llmcourse.merge.merge import MergeSettings, run
 
     text = yaml.safe_dump(config, sort_keys=False)
-    path = llmcourse_home() / "lab" / f"merge-{method}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    path = cache_folder(f"merge-{method}", text)
     if (path / "report.json").exists() and not force:
         err.print(f"reusing the {method} merge in {path}")
         return path
@@ -40,12 +39,13 @@ def final_merge(sft: Any, dpo: Any, force: bool) -> Any:
     """The demo's final model: a slerp of the SFT and DPO models (t = 0.5), scored on every skill."""
     import json
 
-    from llmcourse.demo.stage import StageResult, folder_size_mb, lab_score
+    from llmcourse.core.measure import weights_mb
+    from llmcourse.demo.stage import StageResult, lab_score
 
     layers = json.loads((Path(sft.path) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
     path = merged("slerp", slerp_config(sft.path, dpo.path, layers=layers), force)
     measured = lab_score(path, "chat", force)
-    return StageResult("merge: slerp(SFT, DPO)", str(path), {**measured, "size_mb": round(folder_size_mb(path), 2)})
+    return StageResult("merge: slerp(SFT, DPO)", str(path), {**measured, "size_mb": round(weights_mb(path), 2)})
 
 
 def family_tree(model: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ transformers."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -22,11 +21,10 @@ def quant_stages(final: Any, force: bool) -> list[Any]:
     if importlib.util.find_spec("llama_cpp") is None:
         err.print("[yellow]skipping the GGUF stage: llama-cpp-python is not installed[/] (make install builds it)")
         return []
-    from llmcourse.core.cache import llmcourse_home
+    from llmcourse.lab.cache import cache_folder
     from llmcourse.recipes.quantize import QuantizeRecipe
 
-    digest = hashlib.sha256(f"{final.path}:{','.join(DEMO_QUANTS)}".encode()).hexdigest()[:10]
-    parent = llmcourse_home() / "lab" / f"quant-{digest}"
+    parent = cache_folder("quant", final.path, list(DEMO_QUANTS))
     recipe = QuantizeRecipe(model=final.path, formats=["gguf"], gguf={"methods": list(DEMO_QUANTS)}, output_dir=str(parent))
     folder, rows = quantized_rows(recipe, parent / f"{Path(final.path).name}-GGUF", force)
     stages = [scored_stage(f"GGUF {method} (llama.cpp)", rows[method], folder / f"lab-score-{method}.json",
@@ -44,13 +42,11 @@ def gptq_stage(final: Any, force: bool) -> list[Any]:
     if importlib.util.find_spec("gptqmodel") is None:
         err.print("[yellow]skipping the GPTQ stage: GPTQModel is not installed[/] (pip install 'llmcourse[gptq]')")
         return []
-    from llmcourse.core.cache import llmcourse_home
+    from llmcourse.lab.cache import cache_folder
+    from llmcourse.quantize.formats.gptq import engine_output
     from llmcourse.recipes.quantize import QuantizeRecipe
 
-    from llmcourse.quantize.formats.gptq import engine_output
-
-    digest = hashlib.sha256(f"{final.path}:gptq:{GPTQ_METHOD}".encode()).hexdigest()[:10]
-    parent = llmcourse_home() / "lab" / f"quant-{digest}"
+    parent = cache_folder("quant", final.path, "gptq", GPTQ_METHOD)
     recipe = QuantizeRecipe(model=final.path, formats=["gptq"], gptq={"methods": [GPTQ_METHOD], "group_size": 128},
                             calibration="lab://chat", output_dir=str(parent))
     folder, rows = quantized_rows(recipe, parent / f"{Path(final.path).name}-GPTQ", force)

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from llmcourse.core.console import err, out, stdout
-from llmcourse.demo.stage import StageResult, folder_size_mb, lab_score
+from llmcourse.core.measure import weights_mb
+from llmcourse.demo.stage import StageResult, lab_score
 from llmcourse.lab import skills as lab_skills
 
 
@@ -19,7 +20,7 @@ def base_stages(force: bool, seed: int = 0) -> list[StageResult]:
 
     built = build([f"train.seed={seed}"], force)
     path = Path(built["path"])
-    common = {"size_mb": round(folder_size_mb(path), 2)}
+    common = {"size_mb": round(weights_mb(path), 2)}
     plain = lab_score(path, "plain", force)
     chat = lab_score(path, "chat", force)
     return [
@@ -47,7 +48,7 @@ def sft_stage(base: str, force: bool, seed: int = 0) -> StageResult:
         err.print(f"reusing the SFT model in {path}")
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
     measured = lab_score(path, "chat", force)
-    metrics = {**measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],
+    metrics = {**measured, "size_mb": round(weights_mb(path), 2), "loss": report["last_logged_loss"],
                "tokens_per_second": report["tokens_per_second"], "sft_skills": taught_skills(recipe)}
     return StageResult("SFT (full)", str(path), metrics)
 
@@ -87,7 +88,7 @@ def dpo_stage(sft: StageResult, force: bool, seed: int = 0) -> StageResult:
     report = json.loads((path / "report.json").read_text(encoding="utf-8"))
     sft.metrics["pair_accuracy"] = report["before/pair_accuracy"]
     measured = lab_score(path, "chat", force)
-    metrics = {**measured, "size_mb": round(folder_size_mb(path), 2), "loss": report["last_logged_loss"],
+    metrics = {**measured, "size_mb": round(weights_mb(path), 2), "loss": report["last_logged_loss"],
                "pair_accuracy": report["pair_accuracy"], "reward_accuracy": report["reward_accuracy"],
                "reward_margin": report["reward_margin"], "dpo_skills": [s.path for s in recipe.datasets]}
     return StageResult("DPO (full, RPO)", str(path), metrics)

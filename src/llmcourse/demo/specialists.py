@@ -35,18 +35,14 @@ GATE_PROMPTS = 8  # training questions per expert for its hidden-state gate
 def parent_replay(parent: str, skill: str, per_skill: int = REPLAY_PER_SKILL) -> Path:
     """A chat dataset (jsonl, in the lab cache) of `per_skill` training questions of every lab skill
     but `skill`, each answered by the parent itself (greedy decoding, its chat template)."""
-    import hashlib
-
-    from llmcourse.core.cache import llmcourse_home
     from llmcourse.core.libraries import quiet_libraries
     from llmcourse.core.modelio import load_causal_lm
     from llmcourse.core.outputs import replace_text
-    from llmcourse.lab import DATA_VERSION
     from llmcourse.lab import skills as lab_skills
+    from llmcourse.lab.cache import cache_folder
     from llmcourse.lab.scoring import greedy_answers
 
-    key = json.dumps([str(Path(parent).resolve()), skill, per_skill, DATA_VERSION])
-    path = llmcourse_home() / "lab" / f"replay-{skill}-{hashlib.sha256(key.encode()).hexdigest()[:10]}.jsonl"
+    path = cache_folder(f"replay-{skill}", str(Path(parent).resolve()), per_skill).with_suffix(".jsonl")
     if path.is_file():
         return path
     quiet_libraries()
@@ -121,11 +117,8 @@ def kept_shares(scores: dict[str, dict[str, float]]) -> dict[str, float]:
 
 def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int = HELDOUT, seed: int = 0) -> tuple[list[Any], dict[str, Any]]:
     """The experiment's rows for the demo table, and its summary (scores, kept shares, best merge);
-    `steps` per specialist and `heldout` questions per skill (the demo: 100 each)."""
-    import hashlib
-
-    from llmcourse.core.cache import llmcourse_home
-    from llmcourse.lab.cache import run_cached
+    `steps` per specialist and `heldout` questions per skill (the demo: 400 and 100)."""
+    from llmcourse.lab.cache import cache_folder, run_cached
     from llmcourse.demo.stage import StageResult
     from llmcourse.demo.merge import merged
     from llmcourse.finetune.sft import run as run_sft
@@ -143,8 +136,7 @@ def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int
         models[f"{method}(specialists)"] = str(merged(method, config, force))
     experts = {skill: models[f"specialist {skill}"] for skill in SKILLS}
     models["moe(specialists)"] = str(merged("moe", moe_config(parent.path, experts), force, moe=True))
-    digest = hashlib.sha256(json.dumps([parent.path, models, heldout], sort_keys=True).encode()).hexdigest()[:10]
-    cached = llmcourse_home() / "lab" / f"specialists-eval-{digest}.json"
+    cached = cache_folder("specialists-eval", parent.path, models, heldout).with_suffix(".json")
     if cached.is_file() and not force:
         scores = json.loads(cached.read_text(encoding="utf-8"))
     else:

@@ -18,12 +18,6 @@ class StageResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def folder_size_mb(path: Path) -> float:
-    """Size of the weight files in a model folder (or of one file), in MB."""
-    if path.is_file():
-        return path.stat().st_size / 1e6
-    return sum(p.stat().st_size for p in path.glob("*.safetensors")) / 1e6
-
 
 def lab_score(path: Path, prompt_format: str, force: bool = False) -> dict[str, Any]:
     """A lab model's held-out scores, kept beside it so that a rerun of the demo reuses them: chat

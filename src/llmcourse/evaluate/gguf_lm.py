@@ -15,6 +15,9 @@ import lm_eval.models  # noqa: F401  (lm-eval's own models register first; regis
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 
+from llmcourse.core.chat_templates import END_OF_TURN_TOKENS
+from llmcourse.core.measure import log_softmax
+
 
 @register_model("llmcourse-gguf")
 class GgufLM(TemplateLM):
@@ -27,7 +30,7 @@ class GgufLM(TemplateLM):
         self.path = path
         self.llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=512, logits_all=True, verbose=False)
         self.template = self.llm.metadata.get("tokenizer.chat_template")
-        self.stop_ids = {self.llm.token_eos()} | self._single_tokens("<|im_end|>", "<|eot_id|>", "<|endoftext|>")
+        self.stop_ids = {self.llm.token_eos()} | self._single_tokens(*END_OF_TURN_TOKENS)
         self.max_length = self.llm.n_ctx()
 
     def _single_tokens(self, *texts: str) -> set[int]:
@@ -82,8 +85,7 @@ class GgufLM(TemplateLM):
         for _, context, continuation in requests:
             tokens = (context + continuation)[-(self.max_length + 1):]
             logits = self._logits(tokens[:-1])[-len(continuation):]
-            shifted = logits - logits.max(axis=-1, keepdims=True)
-            logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+            logp = log_softmax(logits)
             picked = logp[np.arange(len(continuation)), continuation]
             results.append((float(picked.sum()), bool((logits.argmax(axis=-1) == np.array(continuation)).all())))
         return results

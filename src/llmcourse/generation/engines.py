@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from llmcourse.core.chat_templates import END_OF_TURN_TOKENS, end_of_turn_ids
 from llmcourse.core.errors import UserError
+from llmcourse.core.measure import log_softmax
 from llmcourse.generation.strategies import DecodeOptions, Strategy
 
-STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "</s>", "<|endoftext|>", "<end_of_turn>")
 
 
 @dataclass
@@ -83,8 +84,7 @@ class HfEngine:
             self.model, self.tokenizer = load_causal_lm(model, allow_pickle=allow_pickle)
         self.name = model
         self.draft = load_causal_lm(draft_model, allow_pickle=allow_pickle)[0] if draft_model else None
-        self.stop_ids = sorted({i for i in (self.tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS)
-                                if isinstance(i, int) and i >= 0 and i != self.tokenizer.unk_token_id} | {self.tokenizer.eos_token_id} - {None})
+        self.stop_ids = end_of_turn_ids(self.tokenizer)
 
     def prompt_ids(self, prompt: str, raw: bool = False, system: str | None = None, history: list[dict[str, str]] | None = None) -> list[int]:
         """Token ids of the prompt: through the chat template when the model has one and not `raw`."""
@@ -159,7 +159,7 @@ class GgufEngine:
         self.name = path
         self.llm = Llama(model_path=path, n_ctx=n_ctx, verbose=False)
         stops = {self.llm.token_eos()}
-        for token in STOP_TOKENS:
+        for token in END_OF_TURN_TOKENS:
             ids = self.llm.tokenize(token.encode(), add_bos=False, special=True)
             if len(ids) == 1:
                 stops.add(ids[0])
@@ -224,7 +224,7 @@ class GgufEngine:
         for token in new:
             last = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)  # the C API on the public context handle
             logits = np.ctypeslib.as_array(last, shape=(self.llm.n_vocab(),)).astype(np.float64)
-            total += float(logits[token] - logits.max() - np.log(np.exp(logits - logits.max()).sum()))
+            total += float(log_softmax(logits)[token])
             self.llm.eval([token])
         return total
 

@@ -4,20 +4,28 @@ lab data version, so a finished stage is reused and a changed one is rebuilt."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable
+import json
 from pathlib import Path
+from typing import Any, Callable
 
 from llmcourse import __version__
 from llmcourse.core.cache import llmcourse_home
 
 
-def cache_path(name: str, recipe: Any) -> Path:
-    """The lab folder for stage `name` run from this exact recipe with this llmcourse version."""
+def cache_folder(name: str, *key: Any) -> Path:
+    """The lab folder for stage `name` made from `key` (JSON-able values: a recipe's YAML, a path,
+    settings); llmcourse's version and the lab data version are part of every key."""
     from llmcourse.lab import DATA_VERSION
+
+    text = json.dumps([list(key), __version__, DATA_VERSION], sort_keys=True, default=str)
+    return llmcourse_home() / "lab" / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def cache_path(name: str, recipe: Any) -> Path:
+    """The lab folder for stage `name` run from this exact recipe."""
     from llmcourse.recipes.loader import dump_recipe
 
-    digest = hashlib.sha256((dump_recipe(recipe) + __version__ + f"lab-data-{DATA_VERSION}").encode()).hexdigest()[:10]
-    return llmcourse_home() / "lab" / f"{name}-{digest}"
+    return cache_folder(name, dump_recipe(recipe))
 
 
 def run_cached(name: str, recipe: Any, runner: Callable[..., Any], force: bool = False) -> tuple[Path, bool]:

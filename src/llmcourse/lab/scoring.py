@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from llmcourse.core.chat_templates import end_of_turn_ids
 from llmcourse.core.errors import UserError, choose
 from llmcourse.lab import corpus as lab_corpus
 from llmcourse.lab import skills as lab_skills
@@ -57,7 +58,7 @@ def greedy_answers(model: Any, tokenizer: Any, questions: list[str], batch_size:
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             with torch.no_grad():
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
-                                     eos_token_id=_stop_ids(tokenizer))
+                                     eos_token_id=end_of_turn_ids(tokenizer))
             answers += [clean_answer(text) for text in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
     finally:
         tokenizer.padding_side = padding_side
@@ -85,14 +86,6 @@ def exact_match(
         samples[name] = [(ex.question, ex.answer, answer) for ex, answer in list(zip(rows, answers))[:3]]
     return ExactMatch(per_skill, counts, samples)
 
-
-def _stop_ids(tokenizer: Any) -> list[int]:
-    ids = {tokenizer.eos_token_id}
-    for token in ("<|im_end|>", "<|eot_id|>", "</s>"):
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id >= 0:
-            ids.add(token_id)
-    return sorted(i for i in ids if i is not None)
 
 
 def token_blocks(tokenizer: Any, texts: list[str], block_size: int) -> Any:

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from llmcourse.core.console import err
 from llmcourse.core.errors import UserError, did_you_mean
 from llmcourse.merge import compat
+from llmcourse.core.measure import weights_mb
 from llmcourse.core.modelio import looks_like_local_path
 from llmcourse.core.outputs import atomic_output, check_output_free, read_card_metadata, write_json, write_model_card, write_run_record
 
@@ -225,7 +226,7 @@ def run(config_path: Path, output: Path | None, overwrite: bool, moe: bool, sett
             "method": method, "models": sources, "layers_in": {n: f.layers for n, f in facts.items()},
             "elapsed_s": round(time.perf_counter() - started, 2),
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "output_mb": round(sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e6, 2),
+            "output_mb": round(weights_mb(folder), 2),
         }
         license = settings.license or inherited_license(sources)
         write_run_record(folder, "merge", {"config": text, "moe": moe, **settings.__dict__}, summary)

@@ -16,12 +16,6 @@ def get_format(name: str) -> QuantFormat:
     return FORMATS[name]
 
 
-def format_names() -> list[str]:
-    """Every registered format."""
-    _load_builtin_formats()
-    return sorted(FORMATS)
-
-
 def _load_builtin_formats() -> None:
     # The format modules import their engines lazily, so importing them here is cheap.
     import llmcourse.quantize.formats.bnb  # noqa: F401

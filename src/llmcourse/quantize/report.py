@@ -16,19 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from llmcourse.core.measure import log_softmax, weights_mb
 from llmcourse.quantize.base import QuantOutput
 
 DECODE_PROMPT = 16
 DECODE_TOKENS = 48
-
-
-def log_softmax(logits: Any) -> Any:
-    """Row-wise log-softmax of a float array (numpy)."""
-    import numpy as np
-
-    logits = logits.astype(np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 class HfScorer:
@@ -178,7 +170,7 @@ def measure(output: QuantOutput, reference: Reference, parameters: int) -> dict[
     bits = output.notes.get("bits_per_weight") or (_gguf_bits(output.path) if output.loader == "gguf" else _hf_bits(str(output.path), parameters))
     return {"format": output.format, "method": output.method, "perplexity": perplexity,
             "ppl_ratio": perplexity / reference.row["perplexity"], "kl_divergence": kl / count, "top1_agreement": agree / count,
-            "size_mb": _size_mb(output.path), "bits_per_weight": bits, "tokens_per_second": speed, "path": str(output.path)}
+            "size_mb": weights_mb(output.path), "bits_per_weight": bits, "tokens_per_second": speed, "path": str(output.path)}
 
 
 def _lists(blocks: Any) -> Iterator[list[int]]:
@@ -186,10 +178,6 @@ def _lists(blocks: Any) -> Iterator[list[int]]:
         yield row.tolist()
 
 
-def _size_mb(path: Path) -> float:
-    if path.is_file():
-        return path.stat().st_size / 1e6
-    return sum(p.stat().st_size for p in path.glob("*.safetensors")) / 1e6
 
 
 def _gguf_bits(path: Path) -> float:
@@ -200,7 +188,7 @@ def _gguf_bits(path: Path) -> float:
 
 
 def _hf_bits(path: str, parameters: int) -> float:
-    return 8 * _size_mb(Path(path)) * 1e6 / max(parameters, 1)
+    return 8 * weights_mb(Path(path)) * 1e6 / max(parameters, 1)
 
 
 COLUMNS = (("format", "format", "{}"), ("method", "method", "{}"), ("perplexity", "ppl", "{:.4g}"), ("ppl_ratio", "ppl ratio", "{:.4f}"),

@@ -15,6 +15,7 @@ import yaml
 
 from llmcourse.core.console import err
 from llmcourse.core.errors import UserError
+from llmcourse.core.measure import weights_mb
 from llmcourse.core.modelio import check_model_source, looks_like_local_path
 from llmcourse.core.outputs import atomic_output, check_output_free, read_card_metadata, write_json, write_model_card, write_run_record
 from llmcourse.quantize.base import QuantFormat, QuantOutput, SourceModel
@@ -92,7 +93,7 @@ def run(recipe: Any, overwrite: bool = False) -> dict[str, Any]:
     source, formats, folders = preflight(recipe, overwrite)
     tokenizer = load_tokenizer(str(source.local_dir))
     parameters = count_parameters(source.local_dir)
-    source_mb = sum(p.stat().st_size for p in source.local_dir.glob("*.safetensors")) / 1e6
+    source_mb = weights_mb(source.local_dir)
     block = recipe.eval_block_size
 
     def calibration() -> Any:

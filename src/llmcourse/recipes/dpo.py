@@ -16,7 +16,6 @@ from llmcourse.recipes.common import DatasetSource
 from llmcourse.recipes.sft import SftRecipe, normalize_axolotl
 
 # rl -> which TRL trainer runs it; dpo and ipo share DPOTrainer, simpo is CPOTrainer's loss.
-RL_METHODS = ("dpo", "ipo", "orpo", "simpo")
 # The loss types TRL's DPOTrainer offers (DPOConfig.loss_type); `rl: dpo` may combine several.
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")

@@ -9,8 +9,6 @@ from pydantic import Field, model_validator
 from llmcourse.recipes.base import CommandRecipe, Recipe
 from llmcourse.recipes.common import DatasetSource, TrainSection
 
-DATASET_TYPES = ("alpaca", "sharegpt", "messages", "chat_template", "completion", "text")
-CHAT_TEMPLATES = ("chatml", "llama3", "mistral", "alpaca", "tokenizer_default")
 
 # Axolotl keys that we read but do not act on: accepted, listed once in a warning.
 AXOLOTL_IGNORED = {
