@@ -1,32 +1,28 @@
-"""Packed, padding-free batches (what `sample_packing: true` trains on) never attend across examples."""
+"""Packed rows (what `sample_packing: true` trains on without flash-attention): every example kept whole, none attending to another."""
 
 from __future__ import annotations
 
 import torch
-from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from llmcourse.lab.model import init_model, llama_config
 
 
-def test_packed_logits_equal_separate_logits() -> None:
-    config = llama_config(300, 0, 1, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2)
-    model = init_model(config, seed=0).eval()
-    first, second = list(range(5, 17)), list(range(40, 49))
-    collator = DataCollatorForLanguageModeling(pad_token_id=1, padding_free=True)
-    batch = collator([{"input_ids": first}, {"input_ids": second}])
-    assert batch["input_ids"].shape == (1, len(first) + len(second)), "one row, no padding"
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    assert set(inputs) >= {"input_ids", "position_ids"}
-    with torch.no_grad():
-        # exactly what TRL's SFTTrainer feeds the model in training (it always passes use_cache=False)
-        packed = model(**inputs, use_cache=False).logits[0]
-        alone_first = model(input_ids=torch.tensor([first]), use_cache=False).logits[0]
-        alone_second = model(input_ids=torch.tensor([second]), use_cache=False).logits[0]
-        leaky = model(input_ids=batch["input_ids"], use_cache=False).logits[0]
-    assert torch.allclose(packed[: len(first)], alone_first, atol=1e-5)
-    assert torch.allclose(packed[len(first):], alone_second, atol=1e-5), "the second example must not see the first"
-    assert not torch.allclose(leaky[len(first):], alone_second, atol=1e-3), "without position_ids it would leak"
+def test_pack_rows_keeps_every_example_whole_with_its_loss_mask() -> None:
+    from llmcourse.finetune.packing import pack_rows
+
+    rows = [{"input_ids": list(range(10 * i, 10 * i + n)), "assistant_masks": [0] * (n // 2) + [1] * (n - n // 2)}
+            for i, n in enumerate([7, 12, 5, 9, 16, 3, 11])]
+    packed = pack_rows(rows, max_length=20)
+    assert all(sum(row["seq_lengths"]) == len(row["input_ids"]) <= 20 for row in packed)
+    assert len(packed) < len(rows), "short examples share a row"
+    pieces = []
+    for row in packed:
+        offset = 0
+        for length in row["seq_lengths"]:
+            pieces.append((row["input_ids"][offset:offset + length], row["labels"][offset:offset + length]))
+            offset += length
+    expected = [(r["input_ids"], [t if m else -100 for t, m in zip(r["input_ids"], r["assistant_masks"])]) for r in rows]
+    assert sorted(pieces) == sorted(expected), "every example once, whole, loss only on its assistant tokens"
 
 
 def test_row_packed_batches_equal_separate_logits_and_skip_pads() -> None:

@@ -5,6 +5,10 @@ flash-attention's varlen kernels. With PyTorch SDPA (CPUs, GPUs without flash-at
 dense block-diagonal mask: attention over batch × max_length squared positions. Keeping each packed
 sequence in its own row (right-padded, position_ids restarting at every example, no attention
 mask) gives transformers the same packed-sequence masks at 1/batch of the attention cost.
+
+TRL accepts a collator of our own only without its packing switched on, so we pack the rows with its
+public `pack_dataset` first, the way its own preparation does (labels from the assistant masks,
+best-fit decreasing), and hand the trainer packed rows and this collator.
 """
 
 from __future__ import annotations
@@ -27,3 +31,19 @@ def row_packed_collator(pad_token_id: int, pad_to_multiple_of: int | None = None
 
     return RowPackedCollator(pad_token_id=pad_token_id, padding_free=False, return_position_ids=True,
                              pad_to_multiple_of=pad_to_multiple_of)
+
+
+def pack_rows(rows: list[dict[str, Any]], max_length: int, shuffle_seed: int | None = None) -> Any:
+    """Tokenized rows (`input_ids`, `assistant_masks`) as a Dataset of packed rows of at most
+    `max_length` tokens (best-fit decreasing), with labels (-100 outside the assistant turns) and
+    the `seq_lengths` the collator turns into position ids; shuffled first when given a seed."""
+    from datasets import Dataset
+    from trl import pack_dataset
+
+    labelled = [{"input_ids": row["input_ids"],
+                 "labels": [token if keep else -100 for token, keep in zip(row["input_ids"], row["assistant_masks"])]}
+                for row in rows]
+    dataset = Dataset.from_list(labelled)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(seed=shuffle_seed)
+    return pack_dataset(dataset, max_length, "bfd")

@@ -51,6 +51,14 @@ def deepspeed_config(name: str | None) -> str | None:
     return name
 
 
+def packs_rows_itself(recipe: SftRecipe) -> bool:
+    """Whether we pack (one row per packed sequence, for SDPA) rather than TRL (one flattened row
+    per batch, for flash-attention's varlen kernels)."""
+    from llmcourse.finetune.adapters import attention_implementation
+
+    return recipe.sample_packing and attention_implementation(recipe.attn_implementation) != "flash_attention_2"
+
+
 def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch: int) -> Any:
     """TRL's SFTConfig from the recipe: the shared loop settings plus packing and checkpointing."""
     import torch
@@ -72,7 +80,7 @@ def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch:
     return SFTConfig(
         **kwargs,
         max_length=recipe.sequence_len,
-        packing=recipe.sample_packing,
+        packing=recipe.sample_packing and not packs_rows_itself(recipe),
         packing_strategy="bfd",
         include_num_input_tokens_seen="non_padding",
         use_liger_kernel=liger,
@@ -120,16 +128,18 @@ def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dic
         stopper = interrupt_callback()
         callbacks = [stopper] + (trainer_callbacks(metrics, "sft") if metrics else [])
         config = sft_config(recipe, folder, bool(eval_rows), steps_per_epoch)
-        trainer = SFTTrainer(
-            model=model, args=config,
-            train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
-            processing_class=tokenizer, callbacks=callbacks,
-        )
-        if recipe.sample_packing and getattr(model.config, "_attn_implementation", "") != "flash_attention_2":
-            from llmcourse.finetune.packing import row_packed_collator
+        train_data = Dataset.from_list(train_rows)
+        eval_data = Dataset.from_list(eval_rows) if eval_rows else None
+        collator = None
+        if packs_rows_itself(recipe):
+            from llmcourse.finetune.packing import pack_rows, row_packed_collator
 
-            # TRL refuses a custom collator with its padding-free packing, so it is swapped in afterwards.
-            trainer.data_collator = row_packed_collator(tokenizer.pad_token_id, config.pad_to_multiple_of)
+            seed = config.seed if config.shuffle_dataset else None
+            train_data = pack_rows(train_rows, recipe.sequence_len, seed)
+            eval_data = pack_rows(eval_rows, recipe.sequence_len, seed) if eval_rows and config.eval_packing is not False else eval_data
+            collator = row_packed_collator(tokenizer.pad_token_id, config.pad_to_multiple_of)
+        trainer = SFTTrainer(model=model, args=config, data_collator=collator, train_dataset=train_data, eval_dataset=eval_data,
+                             processing_class=tokenizer, callbacks=callbacks)
         quiet_trainer(trainer)
         checkpoint = latest_checkpoint(folder) if resume else recipe.resume_from_checkpoint
         try:
