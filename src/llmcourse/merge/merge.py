@@ -7,19 +7,18 @@ bar over its tensor tasks, and the result gets a card that lists every source an
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import re
 import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 from llmcourse.core.console import err
 from llmcourse.core.errors import UserError, did_you_mean
-from llmcourse.merge import compat
+from llmcourse.merge import checks
+from llmcourse.merge.compat import inputs_read_per_tensor, rich_progress
 from llmcourse.core.measure import weights_mb
 from llmcourse.core.modelio import looks_like_local_path
 from llmcourse.core.outputs import atomic_output, check_output_free, read_card_metadata, write_json, write_model_card, write_run_record
@@ -93,77 +92,6 @@ def load_config(path: Path, raw: dict[str, Any], text: str, moe: bool) -> tuple[
         raise UserError(f"{path}: {exc}") from exc
 
 
-@contextlib.contextmanager
-def rich_progress(description: str) -> Iterator[None]:
-    """Show mergekit's tensor-task loop as a rich progress bar (mergekit itself uses tqdm)."""
-    import mergekit.graph
-    import mergekit.merge
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err, transient=False)
-
-    def track(iterable: Any, desc: str | None = None, disable: bool = False, **_: Any) -> Iterator[Any]:
-        items = list(iterable)
-        label = description if desc in (None, "Executing graph") else desc
-        if desc == "Warmup loader cache":
-            yield from items
-            return
-        yield from progress.track(items, total=len(items), description=label)
-
-    shim = SimpleNamespace(tqdm=track)
-    saved = (mergekit.graph.tqdm, mergekit.merge.tqdm)
-    mergekit.graph.tqdm = mergekit.merge.tqdm = shim
-    try:
-        with progress:
-            yield
-    finally:
-        mergekit.graph.tqdm, mergekit.merge.tqdm = saved
-
-
-class _ShardReadPerTensor:
-    """A safetensors shard that is opened for each tensor it gives and closed again, so that the
-    pages of the memory-mapped input are released after every read (mergekit keeps a shard mapped
-    while it works through it: the pages it has read count in the process's memory)."""
-
-    def __init__(self, path: str, device: str) -> None:
-        from safetensors import safe_open
-
-        self.path, self.device = path, device
-        with safe_open(path, framework="pt", device=device) as shard:
-            self._keys = list(shard.keys())
-
-    def keys(self) -> list[str]:
-        """The tensor names in the shard."""
-        return self._keys
-
-    def get_tensor(self, key: str) -> Any:
-        """One tensor, copied out of the file."""
-        from safetensors import safe_open
-
-        with safe_open(self.path, framework="pt", device=self.device) as shard:
-            return shard.get_tensor(key).clone()
-
-
-@contextlib.contextmanager
-def inputs_read_per_tensor() -> Iterator[None]:
-    """Make mergekit read safetensors inputs through `_ShardReadPerTensor` while it merges."""
-    from mergekit.io.loader import TensorLoader
-
-    original = TensorLoader.__dict__["get"]
-
-    def get(cls: Any, shard_path: str, use_lazy_unpickle: bool = False, device: str | None = None) -> Any:
-        if shard_path.lower().endswith(".safetensors"):
-            return _ShardReadPerTensor(shard_path, device or "cpu")
-        return original.__func__(cls, shard_path, use_lazy_unpickle, device)
-
-    TensorLoader.get = classmethod(get)
-    try:
-        yield
-    finally:
-        TensorLoader.get = original
-
-
 def mergekit_options(settings: MergeSettings) -> Any:
     """mergekit's MergeOptions from ours (no card from mergekit: we write a complete one)."""
     from mergekit.options import MergeOptions, parse_kmb
@@ -196,12 +124,12 @@ def run(config_path: Path, output: Path | None, overwrite: bool, moe: bool, sett
         close = did_you_mean(method, KNOWN_METHODS)
         if close:  # a typo of a method we know: no need to import mergekit to say so
             raise UserError(f"merge_method: unknown method '{method}'{close}", hint=f"mergekit offers: {', '.join(KNOWN_METHODS)}")
-    compat.check_raw(raw, moe, settings.allow_crimes, settings.allow_pickle)
+    checks.check_raw(raw, moe, settings.allow_crimes, settings.allow_pickle)
     from llmcourse.core.libraries import quiet_libraries
 
     quiet_libraries(with_datasets=False)
     config, text = load_config(config_path, raw, text, moe)
-    facts = compat.check_moe(config, settings.allow_pickle) if moe else compat.check_merge(config, settings.allow_crimes, settings.allow_pickle)
+    facts = checks.check_moe(config, settings.allow_pickle) if moe else checks.check_merge(config, settings.allow_crimes, settings.allow_pickle)
     if settings.cuda:
         import torch
 
