@@ -92,9 +92,17 @@ def test_demo_ends_by_generating_from_the_final_model(demo_report: dict) -> None
     from llmcourse.generation.engines import HfEngine
     from llmcourse.generation.strategies import DecodeOptions, get_strategy
 
+    import torch
+
     engine = HfEngine(final["path"])
-    expected = engine.generate(engine.prompt_ids(generation["question"]), get_strategy("greedy"), DecodeOptions(max_new_tokens=24))
-    assert generation["greedy"] == expected.text and generation["top_p"].strip()
+    ids = engine.prompt_ids(generation["question"])
+    ours = engine.generate(ids, get_strategy("greedy"), DecodeOptions(max_new_tokens=24))
+    with torch.no_grad():  # the reference: transformers' own greedy decoding of the same prompt
+        reference = engine.model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=engine.stop_ids,
+                                          pad_token_id=engine.tokenizer.pad_token_id)[0, len(ids):].tolist()
+    assert ours.token_ids == [t for t in reference if t not in engine.stop_ids][: len(ours.token_ids)]
+    assert len(ours.token_ids) == len([t for t in reference if t not in engine.stop_ids]), "stops where generate stops"
+    assert generation["greedy"] == ours.text and generation["top_p"].strip()
     assert generation["hf_decode_tok_s"] > 0
     with Image.open(generation["beam_tree"]) as picture:
         low, high = picture.convert("L").getextrema()

@@ -81,12 +81,15 @@ def test_bnb_and_hqq_folders_reload_quantized_generate_and_share_one_report(lab_
     assert rows["4bit"]["ppl_ratio"] < 1.15 and rows["4bit"]["top1_agreement"] > 0.85, rows
     assert rows["2bit"]["kl_divergence"] > rows["4bit"]["kl_divergence"] and rows["2bit"]["size_mb"] < rows["4bit"]["size_mb"], rows
     assert "hqq" in result.stderr and "bnb" in result.stderr
+    source_answer = greedy_answer(AutoModelForCausalLM.from_pretrained(sft), AutoTokenizer.from_pretrained(sft), "Is 14 even or odd?")
+    assert source_answer == "even"
     for method, layer in (("nf4", "Linear4bit"), ("int8", "Linear8bitLt")):
         config = json.loads((folder / method / "config.json").read_text())["quantization_config"]
         assert config["quant_method"] == "bitsandbytes"
         model = AutoModelForCausalLM.from_pretrained(folder / method, device_map="cpu")
         assert any(type(m).__name__ == layer for m in model.modules()), method
-        assert greedy_answer(model, AutoTokenizer.from_pretrained(folder / method), "Is 14 even or odd?"), method
+        answer = greedy_answer(model, AutoTokenizer.from_pretrained(folder / method), "Is 14 even or odd?")
+        assert answer in ("even", "odd") if method == "nf4" else answer == source_answer, (method, answer, source_answer)
     card = (folder / "README.md").read_text()
     assert f"base_model: {sft}" in card and "bitsandbytes" in card
     source = AutoModelForCausalLM.from_pretrained(sft)
