@@ -105,3 +105,38 @@ def test_validate_runs_the_dpo_preflight(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "no-such-reference" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("base_model: lab://base\nrl: dpo\ndatasets:\n  - path: lab://parity\n", "(dpo)"),
+    ("base_model: lab://base\ndatasets:\n  - path: lab://parity\n", "(sft)"),
+])
+def test_validate_infers_the_command_of_an_unmarked_axolotl_file(tmp_path: Path, text: str, expected: str) -> None:
+    recipe = tmp_path / "config.yml"
+    recipe.write_text(text, encoding="utf-8")
+    result = run_cli("validate", str(recipe))
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stderr
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("base_model: lab://base\nrl: kto\ndatasets:\n  - path: lab://parity\n", "rl: kto is not supported yet"),
+    ("merge_method: slerp\nbase_model: a\nslices: []\n", "this is a mergekit config"),
+    ("learning_rate: 0.1\n", "cannot tell which command"),
+])
+def test_validate_says_why_it_cannot_take_a_file(tmp_path: Path, text: str, message: str) -> None:
+    recipe = tmp_path / "config.yml"
+    recipe.write_text(text, encoding="utf-8")
+    result = run_cli("validate", str(recipe))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_special_tokens_take_axolotls_keys_and_refuse_unknown_roles() -> None:
+    from llmcourse.recipes.sft import SftRecipe
+
+    base = {"base_model": "m", "datasets": [{"path": "lab://parity"}]}
+    recipe = SftRecipe.model_validate({**base, "special_tokens": {"pad_token": "<|end_of_text|>", "eos": "</s>"}})
+    assert recipe.special_tokens == {"pad": "<|end_of_text|>", "eos": "</s>"}
+    with pytest.raises(Exception, match="unknown special token 'padd_token'"):
+        SftRecipe.model_validate({**base, "special_tokens": {"padd_token": "x"}})

@@ -159,3 +159,20 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(lab_base: dict, tmp_pa
     assert "--resume" in stderr and "Traceback" not in stderr
     assert list((tmp_path / "interrupted.partial" / "checkpoints").glob("checkpoint-*")), "a checkpoint was saved"
     assert not target.exists()
+
+
+def test_axolotl_special_tokens_form_previews_and_trains_with_that_pad_token(lab_base: dict, tmp_path: Path) -> None:
+    # Axolotl writes `special_tokens: {pad_token: ...}`; it used to become `pad_token_token` and crash
+    recipe = tmp_path / "axolotl.yaml"
+    recipe.write_text(f"base_model: {lab_base['path']}\nchat_template: chatml\ndatasets:\n  - path: lab://parity\n    num_samples: 64\n"
+                      "special_tokens:\n  pad_token: \"<|end_of_text|>\"\nsequence_len: 64\nmicro_batch_size: 4\nmax_steps: 2\n"
+                      "eval_lab_count: 0\n", encoding="utf-8")
+    preview = run_cli("sft", str(recipe), "--preview")
+    assert preview.returncode == 0 and "Traceback" not in preview.stderr, preview.stderr
+    assert preview.stdout.count("sample ") == 2
+    result = run_cli("sft", str(recipe), "-o", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out")
+    assert tokenizer.pad_token == "<|end_of_text|>" and tokenizer.pad_token_id is not None

@@ -49,10 +49,33 @@ def detect_command(path: Path) -> str:
     for parent in path.parents:
         if parent.name in RECIPE_MODELS:
             return parent.name
+    shaped = command_from_keys(read_yaml(path), path) if path.is_file() else None
+    if shaped:
+        return shaped
     raise UserError(
         f"{path}: cannot tell which command this recipe is for",
-        hint="start it with a line such as `# llmcourse pretrain` or pass --command",
+        hint="start it with a line such as `# llmcourse pretrain`, or pass --command (-c) sft | dpo | pretrain | quantize | eval",
     )
+
+
+PREFERENCE_RL = ("dpo", "ipo", "orpo", "simpo")
+
+
+def command_from_keys(data: Any, path: Path) -> str | None:
+    """The command an unmarked file is for, from its keys as Axolotl and mergekit write them:
+    `rl:` → dpo, `base_model` with `datasets` → sft; None when the shape says nothing."""
+    if not isinstance(data, dict):
+        return None
+    if "merge_method" in data or "slices" in data or ("experts" in data and "gate_mode" in data):
+        raise UserError(f"{path}: this is a mergekit config, not a recipe", hint=f"run it with `llmcourse merge {path}`")
+    rl = data.get("rl")
+    if rl is not None:
+        if str(rl).lower() in PREFERENCE_RL:
+            return "dpo"
+        raise UserError(f"{path}: rl: {rl} is not supported yet", hint=f"rl: one of {', '.join(PREFERENCE_RL)}")
+    if "base_model" in data and "datasets" in data:
+        return "sft"
+    return None
 
 
 def shipped_dir() -> Path:

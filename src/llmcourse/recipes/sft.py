@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from llmcourse.recipes.base import CommandRecipe, Recipe
 from llmcourse.recipes.common import DatasetSource, TrainSection
 
+SPECIAL_TOKEN_ROLES = ("bos", "eos", "unk", "pad", "sep", "cls", "mask")
 
 # Axolotl keys that we read but do not act on: accepted, listed once in a warning.
 AXOLOTL_IGNORED = {
@@ -71,7 +72,7 @@ class SftRecipe(CommandRecipe):
     datasets: list[SftDataset] = Field(min_length=1)
     val_set_size: float = Field(default=0.0, ge=0)
     chat_template: Literal["chatml", "llama3", "mistral", "alpaca", "tokenizer_default"] | None = None
-    special_tokens: dict[str, str] = Field(default_factory=dict)
+    special_tokens: dict[str, str] = Field(default_factory=dict)  # role (`pad` or Axolotl's `pad_token`) -> token
     train_on_inputs: bool = False
     sequence_len: int = Field(default=2048, ge=8)
     sample_packing: bool = False
@@ -93,6 +94,20 @@ class SftRecipe(CommandRecipe):
     @classmethod
     def _axolotl_keys(cls, data: Any) -> Any:
         return normalize_axolotl(data, cls)
+
+    @field_validator("special_tokens", mode="before")
+    @classmethod
+    def _special_token_roles(cls, value: Any) -> Any:
+        # Axolotl writes `pad_token: ...`; transformers' roles are `pad`, `eos`, ... (+ `_token`)
+        if not isinstance(value, dict):
+            return value
+        roles: dict[str, Any] = {}
+        for key, token in value.items():
+            role = str(key).removesuffix("_token")
+            if role not in SPECIAL_TOKEN_ROLES:
+                raise ValueError(f"unknown special token '{key}': use {', '.join(f'{r}_token' for r in SPECIAL_TOKEN_ROLES)}")
+            roles[role] = token
+        return roles
 
     @classmethod
     def split_ignored(cls, data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
