@@ -50,10 +50,12 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
-    """One line for one pydantic error: `path: what is wrong, got VALUE`."""
+def _describe(error: dict[str, Any], model: type[BaseModel], written: dict[tuple[str, ...], str]) -> str:
+    """One line for one pydantic error: `path: what is wrong, got VALUE`, the path as the user wrote it."""
     loc = tuple(error["loc"])
     path = ".".join(str(p) for p in loc) or "(recipe)"
+    if tuple(str(p) for p in loc[:2]) in written:
+        path = ".".join([written[tuple(str(p) for p in loc[:2])], *(str(p) for p in loc[2:])])
     kind = error["type"]
     ctx = error.get("ctx") or {}
     got = error.get("input")
@@ -81,6 +83,7 @@ def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
     return f"{path}: {message}"
 
 
-def format_validation_error(exc: ValidationError, model: type[BaseModel]) -> list[str]:
-    """Every problem of a failed validation, one line each, in recipe order."""
-    return [_describe(error, model) for error in exc.errors()]
+def format_validation_error(exc: ValidationError, model: type[BaseModel], written: dict[tuple[str, ...], str] | None = None) -> list[str]:
+    """Every problem of a failed validation, one line each, in recipe order; `written` maps a nested
+    path (`("train", "evals_per_epoch")`) to the key the user wrote (`evals_per_epoch`)."""
+    return [_describe(error, model, written or {}) for error in exc.errors()]

@@ -84,10 +84,11 @@ def validate(model: type[RecipeT], data: dict[str, Any], source: str = "recipe")
             from llmcourse.core.console import err
 
             err.print(f"[yellow]warning:[/] {source}: ignoring keys that llmcourse does not act on: {', '.join(ignored)}")
+    written = model.written_keys(data) if hasattr(model, "written_keys") else {}
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = format_validation_error(exc, model)
+        lines = format_validation_error(exc, model, written)
         count = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
         raise UserError(f"{source}: {count}\n  " + "\n  ".join(lines)) from exc
 

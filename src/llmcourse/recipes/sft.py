@@ -115,6 +115,21 @@ class SftRecipe(CommandRecipe):
         return ignored_axolotl_keys(data)
 
     @classmethod
+    def written_keys(cls, data: Any) -> dict[tuple[str, ...], str]:
+        """Axolotl's flat keys in `data` by the nested path they validate under (for error messages)."""
+        if not isinstance(data, dict):
+            return {}
+        written: dict[tuple[str, ...], str] = {}
+        for key in data:
+            if key in cls.model_fields:
+                continue
+            if key in SftTrainSection.model_fields:
+                written[("train", key)] = key
+            elif key.startswith("lora_") and key[5:] in LoraSection.model_fields:
+                written[("lora", key[5:])] = key
+        return written
+
+    @classmethod
     def flat_key_names(cls) -> list[str]:
         """Axolotl's flat spellings of our nested keys, offered in "did you mean" suggestions."""
         return [*SftTrainSection.model_fields, *(f"lora_{k}" for k in LoraSection.model_fields)]
