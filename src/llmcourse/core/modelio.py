@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
 from typing import Any
 
 from llmcourse.core.errors import UserError
@@ -20,13 +24,55 @@ def looks_like_local_path(name: str) -> bool:
     return not HUB_ID.match(name)
 
 
+def hub_offline() -> bool:
+    """Whether the user asked for no hub access (`HF_HUB_OFFLINE=1`)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """Whether the hub's host accepts a connection (`HF_ENDPOINT`, default huggingface.co); asked
+    once per process, so that no network costs seconds, not the libraries' retries."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether a hub model has a snapshot in the local Hugging Face cache (read without importing it)."""
+    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface"), "hub")
+    return any((Path(hub) / f"models--{repo_id.replace('/', '--')}" / "snapshots").glob("*/config.json"))
+
+
+def check_hub_access(repo_id: str) -> None:
+    """Before anything reads `repo_id` from the hub: with no network, use the local cache (and say
+    so) or fail at once with the reason, instead of the hub client's minute of retries."""
+    if hub_offline() or hub_reachable():
+        return
+    if in_hub_cache(repo_id):
+        os.environ["HF_HUB_OFFLINE"] = "1"  # read before the hub client is imported: cache only
+        from llmcourse.core.console import err
+
+        err.print(f"[yellow]note:[/] the Hugging Face Hub is not reachable; using {repo_id} from the local cache")
+        return
+    raise UserError(f"model '{repo_id}': the Hugging Face Hub is not reachable from this machine, and the model is not in the local cache",
+                    hint="connect to the network, or pass a local model folder")
+
+
 def check_model_source(name: str, allow_pickle: bool = False) -> str:
     """Validate a model reference before loading it; returns a local path or the hub id.
 
     Local folders must exist, hold a `config.json`, and hold safetensors weights unless
-    `allow_pickle` (pickle files can run code when loaded).
+    `allow_pickle` (pickle files can run code when loaded). A hub id needs the hub or the cache.
     """
-    if not looks_like_local_path(name) or name == LAB_BASE:
+    if name == LAB_BASE:
+        return name
+    if not looks_like_local_path(name):
+        check_hub_access(name)
         return name
     path = Path(name).expanduser()
     if not path.exists():
@@ -99,7 +145,9 @@ def _first_line(exc: BaseException) -> str:
 def _offline_hint(name: str) -> str | None:
     if looks_like_local_path(name):
         return None
-    return "hub ids need network access (HF_HUB_OFFLINE must be unset) or a copy in the Hugging Face cache"
+    if hub_offline():
+        return "HF_HUB_OFFLINE is set, so hub ids are read from the local Hugging Face cache only: unset it to download"
+    return "check the id (and log in for gated models); with no network, a hub id must be in the local Hugging Face cache"
 
 
 def compute_dtype() -> Any:

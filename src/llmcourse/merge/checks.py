@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from llmcourse.core.errors import UserError
-from llmcourse.core.modelio import check_model_source, looks_like_local_path
+from llmcourse.core.modelio import check_model_source, hub_offline, looks_like_local_path
 
 
 @dataclass
@@ -30,13 +30,14 @@ def read_config(name: str, allow_pickle: bool) -> dict[str, Any]:
     if looks_like_local_path(name):
         check_model_source(name, allow_pickle)
         return json.loads((Path(name).expanduser() / "config.json").read_text(encoding="utf-8"))
+    check_model_source(name, allow_pickle)  # with no network: the local cache, or a clear error at once
     try:
         from huggingface_hub import hf_hub_download
 
         path = hf_hub_download(name, "config.json")
     except Exception as exc:  # offline, gated, missing: all end the same way for the user
         raise UserError(f"model '{name}': cannot read its config.json from the hub ({type(exc).__name__})",
-                        hint="check the id, log in for gated models, or unset HF_HUB_OFFLINE") from exc
+                        hint="check the id and log in for gated models" + (", or unset HF_HUB_OFFLINE" if hub_offline() else "")) from exc
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
