@@ -176,3 +176,21 @@ def test_axolotl_special_tokens_form_previews_and_trains_with_that_pad_token(lab
 
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out")
     assert tokenizer.pad_token == "<|end_of_text|>" and tokenizer.pad_token_id is not None
+
+
+def test_a_gemma2_model_fine_tunes_with_attention_auto(lab_base: dict, tmp_path: Path) -> None:
+    # transformers refuses SDPA for Gemma 2: `auto` must mean what the architecture supports
+    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(lab_base["path"])
+    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                          num_key_value_heads=1, head_dim=16, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                          eos_token_id=tokenizer.eos_token_id)
+    model_dir = tmp_path / "tiny-gemma2"
+    Gemma2ForCausalLM(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    result = run_cli("sft", "lab/sft", f"base_model={model_dir}", "datasets.0.num_samples=64", "max_steps=2", "eval_lab_count=0",
+                     "-o", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["steps"] == 2 and json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "gemma2"

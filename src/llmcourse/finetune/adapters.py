@@ -10,8 +10,9 @@ from llmcourse.core.modelio import check_model_source, compute_dtype
 from llmcourse.recipes.sft import SftRecipe
 
 
-def attention_implementation(requested: str) -> str:
-    """`auto` picks flash-attention 2 on a GPU where it is installed, else PyTorch SDPA."""
+def attention_implementation(requested: str) -> str | None:
+    """`auto` picks flash-attention 2 on a GPU where it is installed, else None: transformers' own
+    choice for the architecture (SDPA where the model supports it, eager where not, e.g. Gemma 2)."""
     if requested != "auto":
         return requested
     import importlib.util
@@ -20,7 +21,7 @@ def attention_implementation(requested: str) -> str:
 
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
-    return "sdpa"
+    return None
 
 
 def quantization_config(recipe: SftRecipe) -> Any:
