@@ -178,3 +178,14 @@ def dpo_unknown_method(tmp: Path) -> tuple[list[str], str]:
 
 
 CASES += [dpo_beta_not_positive, dpo_unknown_loss_type, dpo_unknown_method]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["sft", "lab/sft", "deepspeed=./missing.json", "--dry-run"], "deepspeed: './missing.json' is neither a preset"),
+    (["dpo", "lab/dpo", "ref_model=./missing-ref", "--dry-run"], "missing-ref"),
+    (["quantize", "lab://base", "--format", "bnb", "--method", "nf5", "--dry-run"], "unknown method 'nf5'"),
+])
+def test_dry_run_refuses_what_the_real_run_would(args: list[str], message: str, tmp_path: Path) -> None:
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -167,3 +167,14 @@ def test_every_other_mergekit_method_runs_in_process(models: dict[str, str], tmp
         assert merged.keys() == base.keys(), method
         assert any(not torch.equal(merged[k], base[k]) for k in merged), method
         assert summary["method"] == method and (tmp_path / method / "README.md").exists()
+
+
+def test_dry_run_checks_everything_but_merges_nothing(models: dict[str, str], tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "slerp.yaml", configs(models)["slerp"])
+    result = run_cli("merge", str(config), "-o", str(tmp_path / "out"), "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["dry_run"] and summary["method"] == "slerp" and not (tmp_path / "out").exists()
+    bad = write_yaml(tmp_path / "bad.yaml", {**configs(models)["slerp"], "merge_method": "slurp"})
+    refused = run_cli("merge", str(bad), "-o", str(tmp_path / "out"), "--dry-run")
+    assert refused.returncode == 2 and "did you mean 'slerp'" in refused.stderr and not (tmp_path / "out").exists()

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from llmcourse.cli.options import AllowPickle, Debug, Json, OutputDir, Overwrite
+from llmcourse.cli.options import AllowPickle, Debug, DryRun, Json, OutputDir, Overwrite
 from llmcourse.cli.support import emit_summary, guarded
 
 
@@ -26,6 +26,7 @@ def merge(
     random_seed: Annotated[Optional[int], typer.Option("--random-seed", help="Seed for the random methods (dare_*, della).")] = None,
     license: Annotated[Optional[str], typer.Option("--license", help="License for the card (default: the sources' common one).")] = None,
     allow_pickle: AllowPickle = False,
+    dry_run: DryRun = False,
     debug: Debug = False,
     json_out: Json = False,
 ) -> None:
@@ -39,7 +40,9 @@ def merge(
             copy_tokenizer=copy_tokenizer, allow_crimes=allow_crimes, trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle, random_seed=random_seed, license=license,
         )
-        emit_summary("merge", run(config, output_dir, overwrite, moe, settings), json_out)
+        summary = run(config, output_dir, overwrite, moe, settings, dry_run=dry_run)
+        if not dry_run or json_out:
+            emit_summary("merge", summary, json_out)
 
     guarded(debug, action)
 

@@ -26,10 +26,12 @@ def pretrain(
         from llmcourse.recipes.registry import load_command_recipe
 
         resolved = load_command_recipe("pretrain", recipe, overrides or [], output_dir)
+        from llmcourse.finetune.pretrain import preflight, run
+
+        preflight(resolved)
         if dry_run:
             print_recipe(resolved)
             return
-        from llmcourse.finetune.pretrain import run
 
         emit_summary("pretrain", run(resolved, overwrite=overwrite), json_out)
 
@@ -54,6 +56,9 @@ def sft(
         from llmcourse.recipes.registry import load_command_recipe
 
         resolved = load_command_recipe("sft", recipe, overrides or [], output_dir)
+        from llmcourse.finetune.sft import preflight
+
+        preflight(resolved)
         if dry_run:
             print_recipe(resolved)
             return
@@ -61,9 +66,6 @@ def sft(
             from llmcourse.finetune.launch import relaunch
 
             raise typer.Exit(relaunch(num_processes))
-        from llmcourse.finetune.sft import preflight
-
-        preflight(resolved)
         resolved = resolve_lab_base(resolved)
         if preview:
             from llmcourse.finetune.preview import preview as show
@@ -88,12 +90,12 @@ def _preference(command: str, recipe: str, overrides: list[str], output_dir: Opt
 
         extra = ["rl=orpo"] if command == "orpo" else []
         resolved = load_command_recipe(command, recipe, overrides + extra, output_dir)
-        if dry_run:
-            print_recipe(resolved)
-            return
         from llmcourse.finetune.dpo import preflight
 
         preflight(resolved)
+        if dry_run:
+            print_recipe(resolved)
+            return
         resolved = resolve_lab_base(resolved)
         if preview:
             from llmcourse.finetune.preview import preview_pairs

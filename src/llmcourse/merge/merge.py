@@ -110,8 +110,10 @@ def inherited_license(names: list[str]) -> str | None:
     return licenses.pop() if len(licenses) == 1 else None
 
 
-def run(config_path: Path, output: Path | None, overwrite: bool, moe: bool, settings: MergeSettings) -> dict[str, Any]:
-    """Check, merge, document; returns the summary written to report.json."""
+def run(config_path: Path, output: Path | None, overwrite: bool, moe: bool, settings: MergeSettings, dry_run: bool = False) -> dict[str, Any]:
+    """Check, merge, document; returns the summary written to report.json. With `dry_run`, every
+    check that reads no weights (the config by mergekit's own schema, each model's config.json,
+    the output folder), and the summary of what would be merged."""
     if importlib.util.find_spec("mergekit") is None:
         raise UserError("merge needs mergekit, which is not installed", hint="pip install 'llmcourse[merge]'")
     if not re.fullmatch(r"\d+(\.\d+)?[KMB]?", settings.out_shard_size.upper()):
@@ -140,6 +142,10 @@ def run(config_path: Path, output: Path | None, overwrite: bool, moe: bool, sett
     started = time.perf_counter()
     sources = list(facts)
     method = "moe" if moe else config.merge_method
+    if dry_run:
+        err.print(f"[green]ok[/] {config_path}: {method} of {', '.join(sources)} → {output} (dry run: nothing merged)")
+        return {"method": method, "models": sources, "layers_in": {n: f.layers for n, f in facts.items()}, "output_dir": str(output),
+                "dry_run": True}
     err.print(f"[bold]merge[/] ({method}) {', '.join(sources)} → {output}")
     with atomic_output(output, overwrite) as folder:
         if moe:
