@@ -152,3 +152,14 @@ def test_errors_name_the_keys_as_written_and_suggest_only_close_ones(tmp_path: P
     assert "  lora_target_modules: input should be a valid list" in result.stderr
     assert "adam_eps: unknown key\n" in result.stderr, "no far-fetched suggestion"
     assert "learnig_rate: unknown key (did you mean 'learning_rate'?)" in result.stderr
+
+
+def test_unfrozen_parameters_are_for_full_fine_tuning_and_must_be_regexes() -> None:
+    from llmcourse.recipes.sft import SftRecipe
+
+    base = {"base_model": "m", "datasets": [{"path": "lab://parity"}]}
+    assert SftRecipe.model_validate({**base, "unfrozen_parameters": ["^lm_head"]}).unfrozen_parameters == ["^lm_head"]
+    with pytest.raises(Exception, match="with a LoRA adapter use lora_target_modules"):
+        SftRecipe.model_validate({**base, "adapter": "lora", "unfrozen_parameters": ["^lm_head"]})
+    with pytest.raises(Exception, match="is not a regular expression"):
+        SftRecipe.model_validate({**base, "unfrozen_parameters": ["model.layers.[0"]})

@@ -194,3 +194,18 @@ def test_a_gemma2_model_fine_tunes_with_attention_auto(lab_base: dict, tmp_path:
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["steps"] == 2 and json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "gemma2"
+
+
+def test_unfrozen_parameters_train_only_the_weights_they_name(lab_base: dict, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    result = run_cli("sft", "lab/sft", f"base_model={lab_base['path']}", "unfrozen_parameters=['^model.layers.0.mlp.']", "max_steps=3",
+                     "eval_lab_count=0", "datasets.0.num_samples=64", "-o", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    before = load_file(str(Path(lab_base["path"]) / "model.safetensors"))
+    after = load_file(str(tmp_path / "out" / "model.safetensors"))
+    changed = sorted(name for name in before if not bool((before[name] == after[name]).all()))
+    assert changed == [f"model.layers.0.mlp.{p}_proj.weight" for p in ("down", "gate", "up")], "the others stay bit-identical"
+    nothing = run_cli("sft", "lab/sft", f"base_model={lab_base['path']}", "unfrozen_parameters=['^decoder.']", "max_steps=1",
+                      "-o", str(tmp_path / "none"))
+    assert nothing.returncode == 2 and "no parameter matches" in nothing.stderr and "Traceback" not in nothing.stderr

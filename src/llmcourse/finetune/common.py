@@ -158,7 +158,26 @@ def load_model_for(recipe: SftRecipe, tokenizer: Any, template: str) -> Any:
         model.resize_token_embeddings(len(tokenizer))
     model.generation_config.eos_token_id = stop_token_ids(tokenizer, template)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if recipe.unfrozen_parameters is not None:
+        freeze_all_but(model, recipe.unfrozen_parameters)
     return model
+
+
+def freeze_all_but(model: Any, patterns: list[str]) -> int:
+    """Train only the parameters whose names match one of `patterns` (`re.match`, as Axolotl's
+    `unfrozen_parameters`); returns how many parameters stay trainable."""
+    import re
+
+    trainable = 0
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(any(re.match(pattern, name) for pattern in patterns))
+        trainable += parameter.numel() if parameter.requires_grad else 0
+    if not trainable:
+        raise UserError(f"unfrozen_parameters: no parameter matches {patterns}",
+                        hint=f"names look like {next(iter(dict(model.named_parameters())))}; patterns match from the start")
+    total = sum(parameter.numel() for parameter in model.parameters())
+    err.print(f"training {trainable:,} of {total:,} parameters (unfrozen_parameters)")
+    return trainable
 
 
 def latest_checkpoint(folder: Path) -> str | None:

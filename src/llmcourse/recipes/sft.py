@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -20,7 +21,7 @@ AXOLOTL_IGNORED = {
     "auto_resume_from_checkpoints", "lr_quadratic_warmup", "loss_watchdog_threshold", "loss_watchdog_patience",
     "fsdp_config", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir", "tokens",
     "shuffle_merged_datasets", "dataset_processes", "gptq", "torch_compile", "ddp_timeout", "plugins", "train_on_eos",
-    "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer", "unfrozen_parameters", "chat_template_jinja",
+    "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer", "chat_template_jinja",
     "lora_model_dir", "lora_fan_in_fan_out", "gradient_checkpointing_kwargs", "max_packed_sequence_len", "micro_batch_eval_size",
 }
 
@@ -73,6 +74,8 @@ class SftRecipe(CommandRecipe):
     val_set_size: float = Field(default=0.0, ge=0)
     chat_template: Literal["chatml", "llama3", "mistral", "alpaca", "tokenizer_default"] | None = None
     special_tokens: dict[str, str] = Field(default_factory=dict)  # role (`pad` or Axolotl's `pad_token`) -> token
+    # Axolotl's regexes (matched from the start of each parameter name): only these weights train
+    unfrozen_parameters: list[str] | None = None
     train_on_inputs: bool = False
     sequence_len: int = Field(default=2048, ge=8)
     sample_packing: bool = False
@@ -144,6 +147,13 @@ class SftRecipe(CommandRecipe):
             raise ValueError("a quantized base cannot be fully fine-tuned; set adapter: lora (or qlora)")
         if self.merge_adapter and self.adapter == "none":
             raise ValueError("merge_adapter needs adapter: lora or qlora")
+        if self.unfrozen_parameters is not None and self.adapter != "none":
+            raise ValueError("unfrozen_parameters selects weights for full fine-tuning; with a LoRA adapter use lora_target_modules")
+        for pattern in self.unfrozen_parameters or []:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"unfrozen_parameters: '{pattern}' is not a regular expression ({exc})") from exc
         if self.val_set_size >= 1 and self.val_set_size != int(self.val_set_size):
             raise ValueError(f"val_set_size is a fraction (< 1) or a whole number of rows, got {self.val_set_size}")
         return self
