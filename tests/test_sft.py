@@ -209,3 +209,17 @@ def test_unfrozen_parameters_train_only_the_weights_they_name(lab_base: dict, tm
     nothing = run_cli("sft", "lab/sft", f"base_model={lab_base['path']}", "unfrozen_parameters=['^decoder.']", "max_steps=1",
                       "-o", str(tmp_path / "none"))
     assert nothing.returncode == 2 and "no parameter matches" in nothing.stderr and "Traceback" not in nothing.stderr
+
+
+def test_adam_keys_reach_the_optimizer(tmp_path: Path) -> None:
+    from transformers import Trainer
+
+    from llmcourse.finetune.sft import sft_config
+    from llmcourse.lab.model import init_model, llama_config
+    from llmcourse.recipes.registry import load_command_recipe
+
+    recipe = load_command_recipe("sft", "lab/sft", ["base_model=m", "adam_beta1=0.8", "adam_beta2=0.95", "adam_eps=1.0e-6"], None)
+    model = init_model(llama_config(300, 0, 1, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                    num_key_value_heads=1), seed=0)
+    optimizer = Trainer(model=model, args=sft_config(recipe, tmp_path, False, 10)).create_optimizer()
+    assert optimizer.defaults["betas"] == (0.8, 0.95) and optimizer.defaults["eps"] == 1.0e-6

@@ -37,6 +37,9 @@ class TrainSection(Recipe):
     weight_decay: float = Field(default=0.0, ge=0)
     max_grad_norm: float = Field(default=1.0, ge=0)
     optimizer: str = "adamw_torch"
+    adam_beta1: float = Field(default=0.9, ge=0, lt=1)
+    adam_beta2: float = Field(default=0.999, ge=0, lt=1)
+    adam_epsilon: float = Field(default=1e-8, gt=0)
     logging_steps: int = Field(default=10, gt=0)
     eval_steps: int | None = Field(default=None, gt=0)
     bf16: Precision = "auto"

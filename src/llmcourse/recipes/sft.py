@@ -171,6 +171,8 @@ def normalize_axolotl(data: Any, model: type[CommandRecipe]) -> Any:
     if not isinstance(data, dict):
         return data
     data = {k: v for k, v in data.items() if v is not None}  # Axolotl writes `key:` (null) for "unset"
+    if "adam_eps" in data and "adam_epsilon" not in data:  # Axolotl's other spelling
+        data["adam_epsilon"] = data.pop("adam_eps")
     train_fields = set(SftTrainSection.model_fields)
     lora_fields = set(LoraSection.model_fields)
     train = dict(data.get("train") or {})
