@@ -144,13 +144,13 @@ def test_special_tokens_take_axolotls_keys_and_refuse_unknown_roles() -> None:
 
 def test_errors_name_the_keys_as_written_and_suggest_only_close_ones(tmp_path: Path) -> None:
     recipe = tmp_path / "config.yml"
-    recipe.write_text("base_model: lab://base\ndatasets:\n  - path: lab://parity\nadam_eps: 1.0e-8\nevals_per_epoch: -1\n"
+    recipe.write_text("base_model: lab://base\ndatasets:\n  - path: lab://parity\nbeta_schedule: 1.0e-8\nevals_per_epoch: -1\n"
                       "lora_target_modules: 5\nlearnig_rate: 0.1\n", encoding="utf-8")
     result = run_cli("validate", str(recipe))
     assert result.returncode == 2
     assert "  evals_per_epoch: must be > 0, got -1" in result.stderr and "train.evals_per_epoch" not in result.stderr
     assert "  lora_target_modules: input should be a valid list" in result.stderr
-    assert "adam_eps: unknown key\n" in result.stderr, "no far-fetched suggestion"
+    assert "beta_schedule: unknown key\n" in result.stderr, "no far-fetched suggestion"
     assert "learnig_rate: unknown key (did you mean 'learning_rate'?)" in result.stderr
 
 

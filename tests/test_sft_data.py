@@ -34,10 +34,10 @@ def test_axolotl_flat_keys_land_in_sections() -> None:
     assert recipe.train.learning_rate == 1e-4 and recipe.train.micro_batch_size == 2 and recipe.train.num_epochs == 3
 
 
-def test_axolotl_example_config_validates_with_one_warning() -> None:
-    result = run_cli("validate", str(REPO / "configs/sft/axolotl-alpaca-lora.yaml"))
+def test_axolotl_style_config_validates_with_one_warning() -> None:
+    result = run_cli("validate", str(REPO / "configs/sft/axolotl-style-qwen-lora.yaml"))
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("warning:") == 1 and "flash_attention" in result.stderr
+    assert result.stderr.count("warning:") == 1 and "pad_to_sequence_len" in result.stderr
 
 
 @pytest.mark.parametrize("data, message", [
@@ -48,7 +48,7 @@ def test_axolotl_example_config_validates_with_one_warning() -> None:
     ({"adapter": "none", "load_in_4bit": True}, "cannot be fully fine-tuned"),
     ({"datasets": [{"path": "x.jsonl", "type": "alpacca"}]}, "datasets.0.type: must be one of"),
     ({"chat_template": "chatlm"}, "chat_template: must be one of"),
-    ({"lora_r": 0, "adapter": "lora"}, "lora.r: must be > 0, got 0"),
+    ({"lora_r": 0, "adapter": "lora"}, "lora_r: must be > 0, got 0"),
 ])
 def test_bad_sft_recipes(data: dict, message: str) -> None:
     base = {"base_model": "org/m", "datasets": [{"path": "lab://all"}]}
