@@ -1,4 +1,4 @@
-"""The lab merging experiment: two specialists, four merges, held-out exact match on both skills.
+"""The lab merging experiment: two specialists, five merges, held-out exact match on both skills.
 
 From the lab SFT model (the demo's, reused from the lab cache), two specialists are fine-tuned on
 one skill each with the demo's recipe (`llmcourse.demo.specialists`, other steps, rates and ranks); they are merged with linear, slerp, ties, dare_ties and task_arithmetic by
