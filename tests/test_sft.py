@@ -223,3 +223,26 @@ def test_adam_keys_reach_the_optimizer(tmp_path: Path) -> None:
                                     num_key_value_heads=1), seed=0)
     optimizer = Trainer(model=model, args=sft_config(recipe, tmp_path, False, 10)).create_optimizer()
     assert optimizer.defaults["betas"] == (0.8, 0.95) and optimizer.defaults["eps"] == 1.0e-6
+
+
+def test_tracker_keys_reach_the_trainer_and_a_missing_package_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmcourse.finetune.sft import sft_config
+    from llmcourse.recipes.registry import load_command_recipe
+
+    for variable in ("WANDB_PROJECT", "WANDB_MODE", "WANDB_NAME", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the trackers' settings travel as environment variables
+    recipe = load_command_recipe("sft", "lab/sft", ["base_model=m", "wandb_project=lab", "wandb_mode=offline", "wandb_name=run-1",
+                                                    "mlflow_tracking_uri=file:./mlruns", "report_to=[tensorboard]"], None)
+    config = sft_config(recipe, tmp_path, False, 10)
+    assert sorted(config.report_to) == ["mlflow", "tensorboard", "wandb"] and config.run_name == "run-1"
+    assert os.environ["WANDB_PROJECT"] == "lab" and os.environ["WANDB_MODE"] == "offline"
+    assert os.environ["MLFLOW_TRACKING_URI"] == "file:./mlruns"
+    off = load_command_recipe("sft", "lab/sft", ["base_model=m", "wandb_project=lab", "wandb_mode=disabled"], None)
+    assert sft_config(off, tmp_path, False, 10).report_to in ([], "none", ["none"])
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:  # where wandb is installed the same run goes ahead
+        result = run_cli("sft", "lab/sft", "wandb_project=lab", "--dry-run")
+        assert result.returncode == 2 and "wandb_project: reporting to wandb needs the wandb package" in result.stderr
+        assert "pip install wandb" in result.stderr and "Traceback" not in result.stderr

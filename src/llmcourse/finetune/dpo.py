@@ -120,7 +120,9 @@ def run(recipe: DpoRecipe, overwrite: bool = False, resume: bool = False) -> dic
 
     with atomic_output(output, overwrite, resume=resume, main_process=state.is_main_process) as folder:
         state.wait_for_everyone()
-        kwargs = training_kwargs(recipe.train, str(folder / "checkpoints"), bool(pairs.eval))
+        from llmcourse.finetune.trackers import report_settings
+
+        kwargs = {**training_kwargs(recipe.train, str(folder / "checkpoints"), bool(pairs.eval)), **report_settings(recipe)}
         if recipe.train.save_steps:
             kwargs.update(save_strategy="steps", save_steps=recipe.train.save_steps)
         trainer_class, config = PREFERENCE_TRAINERS[recipe.rl](recipe, kwargs)

@@ -20,6 +20,7 @@ from llmcourse.finetune.common import (
     check_output_or_checkpoint, interrupt_callback, lab_skills_of, latest_checkpoint, load_model_for, prepare_tokenizer,
 )
 from llmcourse.finetune.sources import check_source
+from llmcourse.finetune.trackers import check_reporters, report_settings
 from llmcourse.core.modelio import check_model_source, looks_like_local_path
 from llmcourse.core.outputs import MetricsLog, atomic_output
 from llmcourse.recipes.sft import SftRecipe
@@ -37,6 +38,7 @@ def preflight(recipe: SftRecipe) -> None:
         raise UserError(f"deepspeed: '{recipe.deepspeed}' is neither a preset ({', '.join(DEEPSPEED_PRESETS)}) nor a JSON file")
     if recipe.deepspeed and importlib.util.find_spec("deepspeed") is None:
         raise UserError("deepspeed: the deepspeed package is not installed", hint="pip install deepspeed (GPU clusters only)")
+    check_reporters(recipe)
     if recipe.hub_model_id:
         err.print(f"[yellow]warning:[/] hub_model_id: llmcourse does not push; upload the output with "
                   f"`hf upload {recipe.hub_model_id} OUTPUT_DIR`")
@@ -67,7 +69,7 @@ def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch:
     from llmcourse.finetune.common import training_kwargs
 
     t = recipe.train
-    kwargs = training_kwargs(t, str(folder / "checkpoints"), has_eval)
+    kwargs = {**training_kwargs(t, str(folder / "checkpoints"), has_eval), **report_settings(recipe)}
     save_steps = t.save_steps or (max(1, steps_per_epoch // t.saves_per_epoch) if t.saves_per_epoch else None)
     if save_steps:
         kwargs.update(save_strategy="steps", save_steps=save_steps)

@@ -9,12 +9,12 @@ from pydantic import Field, field_validator, model_validator
 
 from llmcourse.recipes.base import CommandRecipe, Recipe
 from llmcourse.recipes.common import DatasetSource, TrainSection
+from llmcourse.recipes.trackers import TrackerKeys
 
 SPECIAL_TOKEN_ROLES = ("bos", "eos", "unk", "pad", "sep", "cls", "mask")
 
 # Axolotl keys that we read but do not act on: accepted, listed once in a warning.
 AXOLOTL_IGNORED = {
-    "wandb_project", "wandb_entity", "wandb_watch", "wandb_name", "wandb_run_id", "wandb_log_model", "wandb_mode",
     "strict", "xformers_attention", "flash_attention", "sdp_attention", "group_by_length", "early_stopping_patience",
     "local_rank", "debug", "dataset_prepared_path", "pad_to_sequence_len", "is_llama_derived_model", "is_mistral_derived_model",
     "is_qwen_derived_model", "model_type", "tokenizer_type", "hub_strategy", "eval_sample_packing", "save_total_limit",
@@ -61,7 +61,7 @@ class SftTrainSection(TrainSection):
     tf32: Literal["auto", True, False] = "auto"
 
 
-class SftRecipe(CommandRecipe):
+class SftRecipe(CommandRecipe, TrackerKeys):
     """`llmcourse sft RECIPE.yaml`."""
 
     output_dir: str | None = "outputs/sft"
