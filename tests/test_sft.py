@@ -246,3 +246,14 @@ def test_tracker_keys_reach_the_trainer_and_a_missing_package_is_one_line(tmp_pa
         result = run_cli("sft", "lab/sft", "wandb_project=lab", "--dry-run")
         assert result.returncode == 2 and "wandb_project: reporting to wandb needs the wandb package" in result.stderr
         assert "pip install wandb" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_axolotl_loop_keys_reach_the_trainer_arguments(tmp_path: Path) -> None:
+    from llmcourse.finetune.sft import sft_config
+    from llmcourse.recipes.registry import load_command_recipe
+
+    recipe = load_command_recipe("sft", "lab/sft", ["base_model=m", "group_by_length=true", "save_total_limit=2", "save_steps=5",
+                                                    "sdp_attention=true"], None)
+    config = sft_config(recipe, tmp_path, False, 10)
+    assert config.train_sampling_strategy == "group_by_length" and config.save_total_limit == 2 and config.save_steps == 5
+    assert recipe.attn_implementation == "sdpa", "Axolotl's sdp_attention: true"

@@ -117,6 +117,8 @@ def training_kwargs(t: TrainSection, output_dir: str, has_eval: bool) -> dict[st
         adam_beta1=t.adam_beta1,
         adam_beta2=t.adam_beta2,
         adam_epsilon=t.adam_epsilon,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",  # transformers 5: a sampler choice
+        torch_compile=t.torch_compile,
         logging_steps=t.logging_steps,
         eval_strategy="steps" if (t.eval_steps and has_eval) else "no",
         eval_steps=t.eval_steps,

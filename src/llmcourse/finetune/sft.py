@@ -72,7 +72,7 @@ def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch:
     kwargs = {**training_kwargs(t, str(folder / "checkpoints"), has_eval), **report_settings(recipe)}
     save_steps = t.save_steps or (max(1, steps_per_epoch // t.saves_per_epoch) if t.saves_per_epoch else None)
     if save_steps:
-        kwargs.update(save_strategy="steps", save_steps=save_steps)
+        kwargs.update(save_strategy="steps", save_steps=save_steps, save_total_limit=t.save_total_limit)
     if t.evals_per_epoch and has_eval:
         kwargs.update(eval_strategy="steps", eval_steps=max(1, steps_per_epoch // t.evals_per_epoch))
     liger = recipe.liger and torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None

@@ -40,6 +40,8 @@ class TrainSection(Recipe):
     adam_beta1: float = Field(default=0.9, ge=0, lt=1)
     adam_beta2: float = Field(default=0.999, ge=0, lt=1)
     adam_epsilon: float = Field(default=1e-8, gt=0)
+    group_by_length: bool = False
+    torch_compile: bool = False
     logging_steps: int = Field(default=10, gt=0)
     eval_steps: int | None = Field(default=None, gt=0)
     bf16: Precision = "auto"

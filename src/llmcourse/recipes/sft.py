@@ -15,12 +15,12 @@ SPECIAL_TOKEN_ROLES = ("bos", "eos", "unk", "pad", "sep", "cls", "mask")
 
 # Axolotl keys that we read but do not act on: accepted, listed once in a warning.
 AXOLOTL_IGNORED = {
-    "strict", "xformers_attention", "flash_attention", "sdp_attention", "group_by_length", "early_stopping_patience",
+    "strict", "early_stopping_patience",
     "local_rank", "debug", "dataset_prepared_path", "pad_to_sequence_len", "is_llama_derived_model", "is_mistral_derived_model",
-    "is_qwen_derived_model", "model_type", "tokenizer_type", "hub_strategy", "eval_sample_packing", "save_total_limit",
+    "is_qwen_derived_model", "model_type", "tokenizer_type", "hub_strategy", "eval_sample_packing",
     "auto_resume_from_checkpoints", "lr_quadratic_warmup", "loss_watchdog_threshold", "loss_watchdog_patience",
     "fsdp_config", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir", "tokens",
-    "shuffle_merged_datasets", "dataset_processes", "gptq", "torch_compile", "ddp_timeout", "plugins", "train_on_eos",
+    "shuffle_merged_datasets", "dataset_processes", "gptq", "ddp_timeout", "plugins", "train_on_eos",
     "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer", "chat_template_jinja",
     "lora_model_dir", "lora_fan_in_fan_out", "gradient_checkpointing_kwargs", "max_packed_sequence_len", "micro_batch_eval_size",
 }
@@ -59,6 +59,7 @@ class SftTrainSection(TrainSection):
     saves_per_epoch: int | None = Field(default=None, gt=0)
     evals_per_epoch: int | None = Field(default=None, gt=0)
     tf32: Literal["auto", True, False] = "auto"
+    save_total_limit: int | None = Field(default=None, gt=0)
 
 
 class SftRecipe(CommandRecipe, TrackerKeys):
@@ -173,6 +174,9 @@ def normalize_axolotl(data: Any, model: type[CommandRecipe]) -> Any:
     data = {k: v for k, v in data.items() if v is not None}  # Axolotl writes `key:` (null) for "unset"
     if "adam_eps" in data and "adam_epsilon" not in data:  # Axolotl's other spelling
         data["adam_epsilon"] = data.pop("adam_eps")
+    for legacy, implementation in (("flash_attention", "flash_attention_2"), ("sdp_attention", "sdpa"), ("xformers_attention", "sdpa")):
+        if data.pop(legacy, False) and "attn_implementation" not in data:  # Axolotl's older switches
+            data["attn_implementation"] = implementation
     train_fields = set(SftTrainSection.model_fields)
     lora_fields = set(LoraSection.model_fields)
     train = dict(data.get("train") or {})
