@@ -257,3 +257,36 @@ def test_axolotl_loop_keys_reach_the_trainer_arguments(tmp_path: Path) -> None:
     config = sft_config(recipe, tmp_path, False, 10)
     assert config.train_sampling_strategy == "group_by_length" and config.save_total_limit == 2 and config.save_steps == 5
     assert recipe.attn_implementation == "sdpa", "Axolotl's sdp_attention: true"
+
+
+def test_hub_model_id_pushes_the_finished_output_with_its_card(lab_base: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    from llmcourse.finetune.sft import run
+    from llmcourse.recipes.registry import load_command_recipe
+
+    calls: list[tuple[str, dict]] = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo, **kw: calls.append(("create", {"repo": repo, **kw})))
+
+    def upload(self: object, **kw: object) -> None:
+        folder = Path(str(kw["folder_path"]))
+        assert not folder.name.endswith(".partial") and (folder / "model.safetensors").is_file()
+        assert f"base_model: {lab_base['path']}" in (folder / "README.md").read_text()
+        calls.append(("upload", kw))
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    recipe = load_command_recipe("sft", "lab/sft", [f"base_model={lab_base['path']}", "max_steps=2", "eval_lab_count=0",
+                                                    "datasets.0.num_samples=64", "hub_model_id=someone/lab-sft", "hub_private_repo=true",
+                                                    "hub_strategy=end"], tmp_path / "out")
+    summary = run(recipe)
+    assert summary["pushed"] == "https://huggingface.co/someone/lab-sft"
+    assert calls[0] == ("create", {"repo": "someone/lab-sft", "private": True, "exist_ok": True})
+    assert calls[1][1]["repo_id"] == "someone/lab-sft" and Path(str(calls[1][1]["folder_path"])) == tmp_path / "out"
+
+
+def test_hub_keys_that_cannot_be_honoured_are_refused_before_training(tmp_path: Path) -> None:
+    strategy = run_cli("sft", "lab/sft", "hub_model_id=someone/x", "hub_strategy=every_save", "--dry-run")
+    assert strategy.returncode == 2 and "hub_strategy" in strategy.stderr
+    offline = run_cli("sft", "lab/sft", "hub_model_id=someone/x", "--dry-run")  # the tests run with HF_HUB_OFFLINE=1
+    assert offline.returncode == 2 and "HF_HUB_OFFLINE is set" in offline.stderr and "Traceback" not in offline.stderr

@@ -244,3 +244,12 @@ def peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return round(max(rss, torch.cuda.max_memory_allocated() / 2**20), 1)
     return round(rss, 1)
+
+
+def push_output(folder: Path, recipe: Any) -> str:
+    """Upload the finished output folder (weights, card, run record) to `recipe.hub_model_id`."""
+    from llmcourse.core.hub import push_folder
+
+    url = push_folder(folder, recipe.hub_model_id, bool(recipe.hub_private_repo), f"llmcourse {folder.name}")
+    err.print(f"pushed {folder} → {url}")
+    return url

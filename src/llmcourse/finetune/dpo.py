@@ -145,4 +145,8 @@ def run(recipe: DpoRecipe, overwrite: bool = False, resume: bool = False) -> dic
                               f"Resume with the same command plus --resume.")
         summary = finish(recipe, trainer, result, tokenizer, folder, pairs, before, template, started, state.is_main_process)
     summary["output_dir"] = str(output)
+    if recipe.hub_model_id and state.is_main_process:
+        from llmcourse.finetune.common import push_output
+
+        summary["pushed"] = push_output(output, recipe)
     return summary

@@ -17,11 +17,11 @@ from llmcourse.core.errors import Interrupted, UserError
 from llmcourse.finetune import data as sft_data
 from llmcourse.finetune.adapters import attach_lora
 from llmcourse.finetune.common import (
-    check_output_or_checkpoint, interrupt_callback, lab_skills_of, latest_checkpoint, load_model_for, prepare_tokenizer,
+    check_output_or_checkpoint, interrupt_callback, lab_skills_of, latest_checkpoint, load_model_for, prepare_tokenizer, push_output,
 )
 from llmcourse.finetune.sources import check_source
 from llmcourse.finetune.trackers import check_reporters, report_settings
-from llmcourse.core.modelio import check_model_source, looks_like_local_path
+from llmcourse.core.modelio import check_model_source, hub_offline, looks_like_local_path
 from llmcourse.core.outputs import MetricsLog, atomic_output
 from llmcourse.recipes.sft import SftRecipe
 
@@ -39,9 +39,8 @@ def preflight(recipe: SftRecipe) -> None:
     if recipe.deepspeed and importlib.util.find_spec("deepspeed") is None:
         raise UserError("deepspeed: the deepspeed package is not installed", hint="pip install deepspeed (GPU clusters only)")
     check_reporters(recipe)
-    if recipe.hub_model_id:
-        err.print(f"[yellow]warning:[/] hub_model_id: llmcourse does not push; upload the output with "
-                  f"`hf upload {recipe.hub_model_id} OUTPUT_DIR`")
+    if recipe.hub_model_id and hub_offline():
+        raise UserError("hub_model_id: HF_HUB_OFFLINE is set, so the output could not be pushed", hint="unset HF_HUB_OFFLINE, or remove hub_model_id")
 
 
 def deepspeed_config(name: str | None) -> str | None:
@@ -156,4 +155,6 @@ def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dic
         summary = finish(recipe, trainer, result, tokenizer, folder, encoded, eval_rows, lab_skills_of(recipe),
                          template, started, state.is_main_process)
     summary["output_dir"] = str(output)
+    if recipe.hub_model_id and state.is_main_process:
+        summary["pushed"] = push_output(output, recipe)
     return summary

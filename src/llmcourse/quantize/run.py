@@ -169,14 +169,11 @@ def _link(name: str) -> str:
 
 def push(recipe: Any, folders: dict[str, Path]) -> list[str]:
     """Upload each output folder to the hub (`REPO`, or `REPO-<FORMAT>` when there are several)."""
-    from huggingface_hub import HfApi
+    from llmcourse.core.hub import push_folder
 
-    api = HfApi()
     pushed = []
     for name, folder in folders.items():
         repo = recipe.push_to_hub if len(folders) == 1 else f"{recipe.push_to_hub}-{name.upper()}"
-        api.create_repo(repo, private=recipe.private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo, commit_message=f"llmcourse quantize ({name})")
-        err.print(f"pushed {folder} → https://huggingface.co/{repo}")
+        err.print(f"pushed {folder} → {push_folder(folder, repo, recipe.private, f'llmcourse quantize ({name})')}")
         pushed.append(repo)
     return pushed

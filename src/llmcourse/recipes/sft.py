@@ -17,7 +17,7 @@ SPECIAL_TOKEN_ROLES = ("bos", "eos", "unk", "pad", "sep", "cls", "mask")
 AXOLOTL_IGNORED = {
     "strict", "early_stopping_patience",
     "local_rank", "debug", "dataset_prepared_path", "pad_to_sequence_len", "is_llama_derived_model", "is_mistral_derived_model",
-    "is_qwen_derived_model", "model_type", "tokenizer_type", "hub_strategy", "eval_sample_packing",
+    "is_qwen_derived_model", "model_type", "tokenizer_type", "eval_sample_packing",
     "auto_resume_from_checkpoints", "lr_quadratic_warmup", "loss_watchdog_threshold", "loss_watchdog_patience",
     "fsdp_config", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir", "tokens",
     "shuffle_merged_datasets", "dataset_processes", "gptq", "ddp_timeout", "plugins", "train_on_eos",
@@ -89,7 +89,9 @@ class SftRecipe(CommandRecipe, TrackerKeys):
     liger: bool = False
     merge_adapter: bool = False
     resume_from_checkpoint: str | None = None
-    hub_model_id: str | None = None
+    hub_model_id: str | None = None  # pushed, with its card, once the output is complete
+    hub_private_repo: bool | None = None
+    hub_strategy: Literal["end"] | None = None  # Axolotl's checkpoint pushes during training are not offered
     deepspeed: str | None = None
     fsdp: str | None = None
     eval_lab_count: int = Field(default=100, ge=0, description="held-out questions per lab skill scored at the end")

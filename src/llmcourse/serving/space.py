@@ -149,12 +149,9 @@ def write_space(folder: Path, model: SpaceModel, title: str, emoji: str, color_f
 
 def push_space(folder: Path, repo: str, private: bool) -> str:
     """Create the Space (gradio sdk) if needed and upload the folder; returns its URL."""
-    from huggingface_hub import HfApi
+    from llmcourse.core.hub import push_folder
 
-    api = HfApi()
-    api.create_repo(repo, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="space", commit_message="Space written by llmcourse")
-    return f"https://huggingface.co/spaces/{repo}"
+    return push_folder(folder, repo, private, "Space written by llmcourse", space_sdk="gradio")
 
 
 def launch(folder: Path, host: str, port: int) -> None:
