@@ -290,3 +290,16 @@ def test_hub_keys_that_cannot_be_honoured_are_refused_before_training(tmp_path: 
     assert strategy.returncode == 2 and "hub_strategy" in strategy.stderr
     offline = run_cli("sft", "lab/sft", "hub_model_id=someone/x", "--dry-run")  # the tests run with HF_HUB_OFFLINE=1
     assert offline.returncode == 2 and "HF_HUB_OFFLINE is set" in offline.stderr and "Traceback" not in offline.stderr
+
+
+def test_axolotl_tokens_become_single_tokens_with_embeddings_padded_to_32(lab_base: dict, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    result = run_cli("sft", "lab/sft", f"base_model={lab_base['path']}", "tokens=['<tool>', '</tool>']", "resize_token_embeddings_to_32x=true",
+                     "max_steps=2", "eval_lab_count=0", "datasets.0.num_samples=64", "-o", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    before = len(AutoTokenizer.from_pretrained(lab_base["path"]))
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out")
+    assert len(tokenizer) == before + 2 and "<tool>" in tokenizer.tokenize("call <tool> now") and "</tool>" in tokenizer.tokenize("x</tool>")
+    rows = json.loads((tmp_path / "out" / "config.json").read_text())["vocab_size"]
+    assert rows % 32 == 0 and rows >= len(tokenizer)

@@ -150,6 +150,10 @@ def prepare_tokenizer(recipe: SftRecipe) -> tuple[Any, str, list[str]]:
             if token not in tokenizer.get_vocab():
                 added.append(token)
             tokenizer.add_special_tokens({f"{role}_token": token})
+    new_tokens = [token for token in recipe.tokens if token not in tokenizer.get_vocab()]
+    if new_tokens:  # Axolotl's `tokens`: whole tokens of their own, with new embedding rows
+        tokenizer.add_tokens(new_tokens)
+        added += new_tokens
     template, template_tokens = prepare_chat_template(tokenizer, recipe.chat_template)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -160,7 +164,7 @@ def load_model_for(recipe: SftRecipe, tokenizer: Any, template: str) -> Any:
     """The base, quantized as asked, with room for added tokens and the template's stop tokens."""
     model = load_base(recipe)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=32 if recipe.resize_token_embeddings_to_32x else None)
     model.generation_config.eos_token_id = stop_token_ids(tokenizer, template)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     if recipe.unfrozen_parameters is not None:

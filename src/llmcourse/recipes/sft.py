@@ -19,7 +19,7 @@ AXOLOTL_IGNORED = {
     "local_rank", "debug", "dataset_prepared_path", "pad_to_sequence_len", "is_llama_derived_model", "is_mistral_derived_model",
     "is_qwen_derived_model", "model_type", "tokenizer_type", "eval_sample_packing",
     "auto_resume_from_checkpoints", "lr_quadratic_warmup", "loss_watchdog_threshold", "loss_watchdog_patience",
-    "fsdp_config", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir", "tokens",
+    "fsdp_config", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir",
     "shuffle_merged_datasets", "dataset_processes", "gptq", "ddp_timeout", "plugins", "train_on_eos",
     "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer", "chat_template_jinja",
     "lora_model_dir", "lora_fan_in_fan_out", "gradient_checkpointing_kwargs", "max_packed_sequence_len", "micro_batch_eval_size",
@@ -75,6 +75,8 @@ class SftRecipe(CommandRecipe, TrackerKeys):
     val_set_size: float = Field(default=0.0, ge=0)
     chat_template: Literal["chatml", "llama3", "mistral", "alpaca", "tokenizer_default"] | None = None
     special_tokens: dict[str, str] = Field(default_factory=dict)  # role (`pad` or Axolotl's `pad_token`) -> token
+    tokens: list[str] = Field(default_factory=list)  # added to the vocabulary, each one token with its own embedding
+    resize_token_embeddings_to_32x: bool = False
     # Axolotl's regexes (matched from the start of each parameter name): only these weights train
     unfrozen_parameters: list[str] | None = None
     train_on_inputs: bool = False
