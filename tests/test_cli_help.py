@@ -59,11 +59,11 @@ def test_what_libraries_print_on_stdout_goes_to_stderr(tmp_path: Path) -> None:
         "    print('LIBRARY BANNER')\n"
         "    return real(*args, **kwargs)\n"
         "loader.validate = noisy\n"
-        "sys.argv = ['llmcourse', 'quantize', 'some/model', '--format', 'gguf', '--dry-run']\n"
+        "sys.argv = ['llmcourse', 'quantize', 'lab://base', '--format', 'int8', '--dry-run']\n"
         "from llmcourse.cli import main\n"
         "main()\n"
     )
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
     assert "LIBRARY BANNER" in completed.stderr and "LIBRARY BANNER" not in completed.stdout
-    assert yaml.safe_load(completed.stdout)["model"] == "some/model"
+    assert yaml.safe_load(completed.stdout)["model"] == "lab://base"

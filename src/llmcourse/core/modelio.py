@@ -100,7 +100,7 @@ def load_tokenizer(name: str, trust_remote_code: bool = False) -> Any:
     try:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load tokenizer '{name}': {_first_line(exc)}", hint=_offline_hint(name)) from exc
+        raise UserError(f"cannot load tokenizer '{name}': {_first_line(exc)}", hint=hub_failure_hint(name)) from exc
 
 
 def load_causal_lm(
@@ -124,7 +124,7 @@ def load_causal_lm(
             dtype=dtype if dtype is not None else "auto",
         )
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load model '{name}': {_first_line(exc)}", hint=_offline_hint(name)) from exc
+        raise UserError(f"cannot load model '{name}': {_first_line(exc)}", hint=hub_failure_hint(name)) from exc
     model.to(device or pick_device())
     model.eval()
     return model, tokenizer
@@ -142,7 +142,8 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _offline_hint(name: str) -> str | None:
+def hub_failure_hint(name: str) -> str | None:
+    """What to do when reading hub id `name` failed, given whether HF_HUB_OFFLINE is set."""
     if looks_like_local_path(name):
         return None
     if hub_offline():

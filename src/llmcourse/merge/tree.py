@@ -215,7 +215,9 @@ def run(model: str, output: Path | None, overwrite: bool, max_depth: int) -> dic
     check_output_free(output, overwrite)
     nodes = walk(model, max_depth)
     if not nodes[model].reachable:
-        raise UserError(f"cannot read the card of '{model}' from the hub", hint="check the id, or unset HF_HUB_OFFLINE")
+        from llmcourse.core.modelio import hub_failure_hint
+
+        raise UserError(f"cannot read the card of '{model}' from the hub", hint=hub_failure_hint(model))
     with atomic_output(output, overwrite) as folder:
         draw_png(nodes, folder / "tree.png", f"family of {short_name(model)} ({len(nodes)} models)")
         (folder / "tree.md").write_text(f"# Family of {model}\n\n```mermaid\n{mermaid(nodes)}```\n", encoding="utf-8")

@@ -16,7 +16,7 @@ import yaml
 from llmcourse.core.console import err
 from llmcourse.core.errors import UserError
 from llmcourse.core.measure import weights_mb
-from llmcourse.core.modelio import check_model_source, looks_like_local_path
+from llmcourse.core.modelio import check_model_source, hub_failure_hint, looks_like_local_path
 from llmcourse.core.outputs import atomic_output, check_output_free, read_card_metadata, write_json, write_model_card, write_run_record
 from llmcourse.quantize.base import QuantFormat, QuantOutput, SourceModel
 from llmcourse.quantize.registry import get_format
@@ -33,11 +33,11 @@ def resolve_source(name: str) -> SourceModel:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+        check_model_source(name)  # with no network: the local cache, or a clear error at once
         try:
             local = Path(snapshot_download(name, allow_patterns=HUB_PATTERNS))
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-            raise UserError(f"cannot fetch '{name}' from the hub: {str(exc).splitlines()[0]}",
-                            hint="hub ids need network access (unset HF_HUB_OFFLINE) or a copy in the Hugging Face cache") from exc
+            raise UserError(f"cannot fetch '{name}' from the hub: {str(exc).splitlines()[0]}", hint=hub_failure_hint(name)) from exc
         check_model_source(str(local))
         short = name.split("/")[-1]
     return SourceModel(name=name, local_dir=local, short_name=short, card=read_card_metadata(local))
