@@ -138,7 +138,8 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
     own = {skill: scores[f"specialist {skill}"][skill] for skill in SKILLS}
     assert summary["best"] in {f"{m}(specialists)" for m in MERGE_METHODS}
     assert summary["best_kept"] == max(kept[f"{m}(specialists)"] for m in MERGE_METHODS)
-    assert kept["linear(specialists)"] == pytest.approx(min(scores["linear(specialists)"][s] / own[s] for s in SKILLS))
+    expected = min(scores["linear(specialists)"][s] / own[s] if own[s] else 0.0 for s in SKILLS)  # a specialist at 0 keeps nothing
+    assert kept["linear(specialists)"] == pytest.approx(expected)
     stages = {row.stage: row for row in rows}
     assert set(stages) == {"specialist topic", "specialist sign", *(f"merge: {m}(specialists)" for m in MERGE_METHODS), "MoE: moe(specialists)"}
     assert (Path(stages["specialist topic"].path) / "model.safetensors").is_file()
