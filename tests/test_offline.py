@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,12 @@ NO_NETWORK = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}
 
 
 def test_sft_with_a_hub_id_and_no_network_fails_at_once(tmp_path: Path) -> None:
-    started = time.perf_counter()
     result = run_cli("sft", "lab/sft", "base_model=someone/some-model", "--preview",
                      env={**NO_NETWORK, "HF_HUB_CACHE": str(tmp_path / "empty-cache")})
     assert result.returncode == 2, result.stderr
     assert "the Hugging Face Hub is not reachable" in result.stderr and "not in the local cache" in result.stderr
     assert "Retrying" not in result.stderr and "Traceback" not in result.stderr
     assert "unset HF_HUB_OFFLINE" not in result.stderr, "it was not set"
-    assert time.perf_counter() - started < 60, "no minute of retries"
 
 
 def test_merge_with_hub_ids_and_no_network_fails_at_once(tmp_path: Path) -> None:

@@ -74,13 +74,10 @@ def quantize(
         recipe = validate(recipe_model("quantize"), data, source=target if is_recipe(target) else "command line")
         if dry_run:
             from llmcourse.core.modelio import LAB_BASE
-            from llmcourse.quantize.registry import get_format
-            from llmcourse.quantize.run import preflight
+            from llmcourse.quantize.run import formats_of, preflight
 
             if recipe.model == LAB_BASE:  # not built for a dry run: the checks that need no source model
-                for fmt in map(get_format, recipe.formats):
-                    fmt.check_installed()
-                    fmt.check_methods(fmt.section(recipe).methods)
+                formats_of(recipe)
             else:
                 preflight(recipe, overwrite)
             print_recipe(recipe)

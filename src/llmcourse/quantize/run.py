@@ -66,13 +66,20 @@ def calibration_hub(recipe: Any) -> Any:
     return HubText(split=recipe.calibration_split, field=recipe.calibration_field, config=recipe.calibration_config)
 
 
+def formats_of(recipe: Any) -> list[QuantFormat]:
+    """The recipe's formats, each with its engine installed and its methods valid (no model needed)."""
+    formats = [get_format(name) for name in recipe.formats]
+    for fmt in formats:
+        fmt.check_installed()
+        fmt.check_methods(fmt.section(recipe).methods)
+    return formats
+
+
 def preflight(recipe: Any, overwrite: bool) -> tuple[SourceModel, list[QuantFormat], dict[str, Path]]:
     """Every check that needs no weights: formats, engines, methods, text files, output folders."""
     from llmcourse.quantize.texts import check_text_source
 
-    formats = [get_format(name) for name in recipe.formats]
-    for fmt in formats:
-        fmt.check_installed()
+    formats = formats_of(recipe)
     check_text_source("calibration", recipe.calibration, calibration_hub(recipe))
     check_text_source("eval_text", recipe.eval_text)
     source = resolve_source(recipe.model)
