@@ -24,9 +24,10 @@ GPTQ_SIDE         := $(VENV)/side/gptq
 # dependencies that the environment lacks (numpy, transformers, accelerate... are shared).
 GPTQ_PACKAGES     := gptqmodel==7.6.0 optimum==2.3.0 torchao==0.18.0 device-smi==0.5.7 pypcre==0.6.4 tokenicer==0.0.14 \
                      logbar==0.4.15 defuser==0.0.28
-SIDE_PATHS        := LLMCOURSE_TEST_HQQ=$(CURDIR)/$(HQQ_SIDE) LLMCOURSE_TEST_GPTQ=$(CURDIR)/$(GPTQ_SIDE)
+SIDE_PATHS        := LLMCOURSE_TEST_HQQ=$(CURDIR)/$(HQQ_SIDE) LLMCOURSE_TEST_GPTQ=$(CURDIR)/$(GPTQ_SIDE) \
+                     LLMCOURSE_LLAMA_CPP_SDIST=$(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST)
 
-.PHONY: install gguf-engine demo test test-fast test-gpu clean
+.PHONY: install gguf-engine llama-cpp-sdist demo test test-fast test-gpu clean
 
 install: $(STAMP)
 
@@ -49,14 +50,20 @@ $(STAMP): pyproject.toml Makefile
 # package, so that `import llama_cpp` succeeding means the whole GGUF engine is ready.
 gguf-engine: $(GGUF_STAMP)
 
-$(GGUF_STAMP): $(STAMP)
-	@mkdir -p $(LLAMA_CPP_CACHE)
-	@test -f $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) || $(BIN)/pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_VERSION)" -d $(LLAMA_CPP_CACHE)
+$(GGUF_STAMP): $(STAMP) $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST)
 	@ls $(LLAMA_CPP_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CPP_FLAGS)" nice -n 19 \
 		$(BIN)/pip wheel --quiet --no-deps --no-cache-dir $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) -w $(LLAMA_CPP_CACHE)
 	$(BIN)/python -m llmcourse.quantize.llamacpp.source $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) --version $(LLAMA_CPP_VERSION)
 	$(BIN)/pip install --quiet "gguf>=0.19" $(LLAMA_CPP_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	@touch $@
+
+# The source archive also carries llama.cpp's vocabulary files: the tests build real tokenizers
+# (Llama, Mistral, Qwen, Phi...) from them for tiny models of those families.
+llama-cpp-sdist: $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST)
+
+$(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST): | $(STAMP)
+	@mkdir -p $(LLAMA_CPP_CACHE)
+	$(BIN)/pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_VERSION)" -d $(LLAMA_CPP_CACHE)
 
 # The demo's GPTQ row uses the GPTQModel installed beside the environment.
 demo: install gguf-engine
@@ -64,7 +71,7 @@ demo: install gguf-engine
 
 # The GGUF engine compiles (niced) while the tests that do not need it run; the `gguf` tests run
 # after it, in a second pytest session that shares the first one's lab models.
-test: install
+test: install llama-cpp-sdist
 	@echo "building the GGUF engine in the background (log: $(VENV)/gguf-engine.log)"
 	@$(MAKE) --no-print-directory gguf-engine > $(VENV)/gguf-engine.log 2>&1 & engine=$$!; \
 	home=$$(mktemp -d); \
@@ -74,7 +81,7 @@ test: install
 	rm -rf $$home; test $$first -eq 0 -a $$second -eq 0
 
 # The inner loop: no training, no GGUF engine, no trained lab model (a few minutes).
-test-fast: install
+test-fast: install llama-cpp-sdist
 	LLMCOURSE_TEST_FAST=1 $(SIDE_PATHS) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and not slow and not gguf" --durations=5
 
 # GPU-marked tests, on a CUDA machine (pytest's exit code 5, "no tests collected", is not a failure).

@@ -47,7 +47,7 @@ def test_axolotl_style_config_validates_with_one_warning() -> None:
     ({"adapter": "qlora", "load_in_8bit": True}, "qlora loads the base in 4 bits"),
     ({"adapter": "none", "load_in_4bit": True}, "cannot be fully fine-tuned"),
     ({"datasets": [{"path": "x.jsonl", "type": "alpacca"}]}, "datasets.0.type: must be one of"),
-    ({"chat_template": "chatlm"}, "chat_template: must be one of"),
+    ({"chat_template": "chatlm"}, "chat_template: unknown chat_template 'chatlm' (did you mean chatml?)"),
     ({"lora_r": 0, "adapter": "lora"}, "lora_r: must be > 0, got 0"),
 ])
 def test_bad_sft_recipes(data: dict, message: str) -> None:

@@ -2,87 +2,55 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from llmcourse.core.chat_formats import FALLBACK_PREFIX, TEMPLATES, ChatTemplate, template_names
 from llmcourse.core.errors import UserError
 
-
-@dataclass(frozen=True)
-class ChatTemplate:
-    """A Jinja chat template, the special tokens it needs, and the token that ends a turn."""
-
-    name: str
-    jinja: str
-    special_tokens: tuple[str, ...]
-    end_of_turn: str | None
+__all__ = ["ChatTemplate", "TEMPLATES", "prepare_chat_template", "end_of_turn_ids", "stop_token_ids", "END_OF_TURN_TOKENS"]
 
 
-BOS = "{{ bos_token if bos_token else '' }}"
-TEMPLATES: dict[str, ChatTemplate] = {
-    "chatml": ChatTemplate(
-        "chatml",
-        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
-        ("<|im_start|>", "<|im_end|>"),
-        "<|im_end|>",
-    ),
-    "llama3": ChatTemplate(
-        "llama3",
-        BOS + "{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + "
-        "message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
-        ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-        "<|eot_id|>",
-    ),
-    "mistral": ChatTemplate(
-        "mistral",
-        BOS + "{% set system = namespace(text='') %}{% for message in messages %}"
-        "{% if message['role'] == 'system' %}{% set system.text = message['content'] + '\\n\\n' %}"
-        "{% elif message['role'] == 'user' %}{{ '[INST] ' + system.text + message['content'] + ' [/INST]' }}"
-        "{% set system.text = '' %}{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}",
-        (),
-        None,
-    ),
-    "alpaca": ChatTemplate(
-        "alpaca",
-        "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + '\\n\\n' }}"
-        "{% elif message['role'] == 'user' %}{{ '### Instruction:\\n' + message['content'] + '\\n\\n' }}"
-        "{% else %}{{ '### Response:\\n' + message['content'] + eos_token + '\\n\\n' }}{% endif %}{% endfor %}"
-        "{% if add_generation_prompt %}{{ '### Response:\\n' }}{% endif %}",
-        (),
-        None,
-    ),
-}
-
-
-def prepare_chat_template(tokenizer: Any, name: str | None) -> tuple[str, list[str]]:
+def prepare_chat_template(tokenizer: Any, name: str | None, jinja: str | None = None) -> tuple[str, list[str]]:
     """Give `tokenizer` the requested chat template; returns (template name, special tokens added).
 
-    `None` keeps the tokenizer's own template, or installs ChatML when it has none. The caller
-    must resize the model's embeddings when tokens were added.
+    `None` keeps the tokenizer's own template, or installs ChatML when it has none;
+    `tokenizer_default_fallback_NAME` keeps the tokenizer's own, or installs NAME; `jinja` installs the
+    recipe's `chat_template_jinja`. The caller must resize the model's embeddings when tokens were added.
     """
     own = getattr(tokenizer, "chat_template", None)
+    if name == "jinja":
+        if not jinja:
+            raise UserError("chat_template: jinja needs the template itself", hint="set chat_template_jinja: to the Jinja text")
+        tokenizer.chat_template = jinja
+        return "jinja", _ensure_pad(tokenizer, [])
+    if jinja:
+        raise UserError("chat_template_jinja is set but chat_template is not `jinja`", hint="set chat_template: jinja, or remove chat_template_jinja")
+    if name is not None and name.startswith(FALLBACK_PREFIX):
+        name = "tokenizer_default" if own else name.removeprefix(FALLBACK_PREFIX)
     if name == "tokenizer_default" or (name is None and own):
         if not own:
             raise UserError(
                 "chat_template: tokenizer_default, but the tokenizer has no chat template",
-                hint="choose one of: chatml, llama3, mistral, alpaca",
+                hint=f"choose one of: {', '.join(template_names())}",
             )
-        return "tokenizer_default", []
+        return "tokenizer_default", _ensure_pad(tokenizer, [])
     template = TEMPLATES[name or "chatml"]
     missing = [t for t in template.special_tokens if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     tokenizer.chat_template = template.jinja
+    return template.name, _ensure_pad(tokenizer, missing)
+
+
+def _ensure_pad(tokenizer: Any, added: list[str]) -> list[str]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return template.name, missing
+    return added
 
 
 # Tokens that end an assistant turn in the families we meet (ChatML, Llama 3, Llama 2 / Mistral,
-# GPT-2 style, Gemma). The Space's app.py carries its own copy (it runs without llmcourse).
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "</s>", "<|endoftext|>", "<end_of_turn>")
+# GPT-2 style, Gemma, Phi-3, Cohere). The Space's app.py carries its own copy (it runs without llmcourse).
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "</s>", "<|endoftext|>", "<end_of_turn>", "<|end|>", "<|END_OF_TURN_TOKEN|>")
 
 
 def end_of_turn_ids(tokenizer: Any) -> list[int]:

@@ -154,7 +154,7 @@ def prepare_tokenizer(recipe: SftRecipe) -> tuple[Any, str, list[str]]:
     if new_tokens:  # Axolotl's `tokens`: whole tokens of their own, with new embedding rows
         tokenizer.add_tokens(new_tokens)
         added += new_tokens
-    template, template_tokens = prepare_chat_template(tokenizer, recipe.chat_template)
+    template, template_tokens = prepare_chat_template(tokenizer, recipe.chat_template, recipe.chat_template_jinja)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, template, added + template_tokens

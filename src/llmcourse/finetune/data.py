@@ -109,20 +109,39 @@ def assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str
     """The rendered conversation and the character spans of its assistant turns.
 
     Each span is what the template adds after the generation prompt for that turn, found by
-    rendering the conversation up to the turn with and without it, so any template works.
+    rendering the conversation up to the turn with and without it, so any template works. The
+    parts are told which turns are final in the whole conversation (`last_index`,
+    `last_query_index`: Qwen 3's reasoning blocks depend on it); a closing EOS that a template
+    appends to every rendering (Phi-3.5) belongs to the last turn only.
     """
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    whole = {"last_index": len(messages) - 1, "last_query_index": users[-1] if users else len(messages) - 1}
+    text = render(tokenizer, messages, **whole)
+    eos = tokenizer.eos_token or ""
     spans = []
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True) if index else ""
-        upto = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+        before = render(tokenizer, messages[:index], add_generation_prompt=True, **whole) if index else ""
+        upto = render(tokenizer, messages[: index + 1], **whole)
+        if eos and upto != text and upto.endswith(eos) and not text.startswith(upto):
+            upto = upto[: -len(eos)]
         if not text.startswith(upto) or not upto.startswith(before):
             raise UserError("the chat template does not render conversations incrementally, so loss masking cannot be derived",
                             hint="use train_on_inputs: true or another chat_template")
         spans.append((len(before), len(upto)))
     return text, spans
+
+
+def render(tokenizer: Any, messages: list[dict[str, str]], **variables: Any) -> str:
+    """The chat template applied to `messages` as text; a template's own refusal becomes a UserError."""
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, **variables)
+    except TemplateError as exc:
+        raise UserError(f"chat_template: the template refused a conversation: {exc}",
+                        hint="check the roles in the data (roles:, drop_system_message:) or choose another chat_template") from exc
 
 
 def encode(tokenizer: Any, example: dict[str, Any], train_on_inputs: bool) -> tuple[list[int], list[int]]:
@@ -132,9 +151,12 @@ def encode(tokenizer: Any, example: dict[str, Any], train_on_inputs: bool) -> tu
         if tokenizer.eos_token_id is not None:
             ids = ids + [tokenizer.eos_token_id]
         return ids, [1] * len(ids)
+    if train_on_inputs:
+        ids = tokenizer(render(tokenizer, example["messages"]), add_special_tokens=False)["input_ids"]
+        return list(ids), [1] * len(ids)
     text, spans = assistant_spans(tokenizer, example["messages"])
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [1 if train_on_inputs or any(a <= start < b for a, b in spans) else 0 for start, _ in enc["offset_mapping"]]
+    mask = [1 if any(a <= start < b for a, b in spans) else 0 for start, _ in enc["offset_mapping"]]
     return list(enc["input_ids"]), mask
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from llmcourse.core.chat_formats import check_template_name
 from llmcourse.recipes.base import CommandRecipe, Recipe
 from llmcourse.recipes.common import DatasetSource, TrainSection
 from llmcourse.recipes.trackers import TrackerKeys
@@ -21,7 +22,7 @@ AXOLOTL_IGNORED = {
     "auto_resume_from_checkpoints", "lr_quadratic_warmup", "loss_watchdog_threshold", "loss_watchdog_patience",
     "fsdp_config", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir",
     "shuffle_merged_datasets", "dataset_processes", "gptq", "ddp_timeout", "plugins", "train_on_eos",
-    "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer", "chat_template_jinja",
+    "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer",
     "lora_model_dir", "lora_fan_in_fan_out", "gradient_checkpointing_kwargs", "max_packed_sequence_len", "micro_batch_eval_size",
 }
 
@@ -73,7 +74,8 @@ class SftRecipe(CommandRecipe, TrackerKeys):
     license: str | None = None
     datasets: list[SftDataset] = Field(min_length=1)
     val_set_size: float = Field(default=0.0, ge=0)
-    chat_template: Literal["chatml", "llama3", "mistral", "alpaca", "tokenizer_default"] | None = None
+    chat_template: str | None = None  # a name of core.chat_formats, jinja, tokenizer_default(_fallback_NAME)
+    chat_template_jinja: str | None = None
     special_tokens: dict[str, str] = Field(default_factory=dict)  # role (`pad` or Axolotl's `pad_token`) -> token
     tokens: list[str] = Field(default_factory=list)  # added to the vocabulary, each one token with its own embedding
     resize_token_embeddings_to_32x: bool = False
@@ -102,6 +104,11 @@ class SftRecipe(CommandRecipe, TrackerKeys):
     @classmethod
     def _axolotl_keys(cls, data: Any) -> Any:
         return normalize_axolotl(data, cls)
+
+    @field_validator("chat_template")
+    @classmethod
+    def _template_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_template_name(value)
 
     @field_validator("special_tokens", mode="before")
     @classmethod

@@ -21,7 +21,7 @@ SYSTEM_PROMPT = ""
 MAX_NEW_TOKENS = 256
 # --- end settings ---
 
-STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "</s>", "<|endoftext|>", "<end_of_turn>")
+STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "</s>", "<|endoftext|>", "<end_of_turn>", "<|end|>", "<|END_OF_TURN_TOKEN|>")
 
 try:  # on a ZeroGPU Space, `spaces.GPU` lends a GPU to each call; elsewhere it is not needed
     import spaces
