@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from llmcourse.core.console import err
@@ -10,18 +11,28 @@ from llmcourse.core.modelio import check_model_source, compute_dtype
 from llmcourse.recipes.sft import SftRecipe
 
 
+@functools.lru_cache(maxsize=None)  # asked by the loader and by the packing choice: one warning
 def attention_implementation(requested: str) -> str | None:
-    """`auto` picks flash-attention 2 on a GPU where it is installed, else None: transformers' own
-    choice for the architecture (SDPA where the model supports it, eager where not, e.g. Gemma 2)."""
-    if requested != "auto":
-        return requested
+    """The attention kernel to load the model with.
+
+    `auto` picks flash-attention 2 on a GPU where it is installed, else None: transformers' own
+    choice for the architecture (SDPA where the model supports it, eager where not, e.g. Gemma 2).
+    `flash_attention_2` where it cannot run (no CUDA device or no flash-attn package: an Axolotl
+    config's `flash_attention: true` on a laptop) falls back to that choice, with a warning.
+    """
     import importlib.util
 
     import torch
 
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return None
+    flash_ready = torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+    if requested == "flash_attention_2" and not flash_ready:
+        missing = "a CUDA device" if not torch.cuda.is_available() else "the flash-attn package (pip install flash-attn)"
+        err.print(f"[yellow]warning:[/] flash_attention / attn_implementation: flash_attention_2 needs {missing}; "
+                  "using the architecture's default attention instead")
+        return None
+    if requested != "auto":
+        return requested
+    return "flash_attention_2" if flash_ready else None
 
 
 def quantization_config(recipe: SftRecipe) -> Any:
@@ -59,6 +70,10 @@ def load_base(recipe: SftRecipe) -> Any:
 
     if quant is None and dtype == "auto" and not torch.cuda.is_available() and model.dtype != torch.float32:
         model = model.float()  # half precision trains poorly and slowly on CPUs
+    if recipe.quantized == "4bit":
+        from llmcourse.finetune.bnb_compat import keep_4bit_layers_trainable
+
+        keep_4bit_layers_trainable(model)
     return model
 
 
@@ -88,4 +103,8 @@ def attach_lora(model: Any, recipe: SftRecipe, added_tokens: bool) -> Any:
     try:
         return get_peft_model(model, config)
     except ValueError as exc:
-        raise UserError(f"lora.target_modules: {str(exc).splitlines()[0]}") from exc
+        message = str(exc).splitlines()[0]
+        if "ParamWrapper" in message:  # PEFT adapts fused MoE expert weights as parameters
+            raise UserError(f"lora_dropout: {message}", hint="this model's experts are fused weights, which PEFT adapts only "
+                            "without dropout: set lora_dropout: 0, or list lora_target_modules (e.g. [q_proj, v_proj])") from exc
+        raise UserError(f"lora.target_modules: {message}") from exc

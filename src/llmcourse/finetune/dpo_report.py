@@ -33,10 +33,17 @@ def answer_logprob(model: Any, tokenizer: Any, prompt: list[dict], answer: list[
 
 def pair_logprobs(model: Any, tokenizer: Any, pairs: list[dict]) -> list[tuple[float, float]]:
     """(log p(chosen), log p(rejected)) of every pair under `model`."""
+    import torch
+
     was_training = model.training
     model.eval()
-    scores = [(answer_logprob(model, tokenizer, p["prompt"], p["chosen"]), answer_logprob(model, tokenizer, p["prompt"], p["rejected"]))
-              for p in pairs]
+    # A 4-bit base computes in bf16 while the layers trained beside it (new token rows) stay fp32:
+    # the trainer runs them under autocast, and so must this pass.
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    mixed = torch.bfloat16 in dtypes and torch.float32 in dtypes
+    with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=mixed):
+        scores = [(answer_logprob(model, tokenizer, p["prompt"], p["chosen"]),
+                   answer_logprob(model, tokenizer, p["prompt"], p["rejected"])) for p in pairs]
     model.train(was_training)
     return scores
 

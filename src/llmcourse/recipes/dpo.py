@@ -23,7 +23,8 @@ PREFERENCE_TYPES = ("preference", "chat_template", "intel", "argilla", "ultra")
 AXOLOTL_TYPE_SUFFIXES = {"default": "chat_template", "intel": "intel", "prompt_pairs": "preference",
                          "argilla": "argilla", "ultra": "ultra", "icr": "preference", "user_defined": "preference"}
 AXOLOTL_RL_ALIASES = {"rl_beta": "beta", "dpo_beta": "beta", "orpo_alpha": "beta", "dpo_label_smoothing": "label_smoothing",
-                      "max_prompt_len": "max_prompt_length", "dpo_use_weighting": "use_weighting", "rpo_alpha": "sft_weight"}
+                      "max_prompt_len": "max_prompt_length", "dpo_use_weighting": "use_weighting", "rpo_alpha": "sft_weight",
+                      "cpo_alpha": "sft_weight", "simpo_gamma": "simpo_gamma"}
 
 
 class PreferenceDataset(DatasetSource):

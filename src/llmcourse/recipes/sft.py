@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from llmcourse.core.chat_formats import check_template_name
+from llmcourse.core.errors import did_you_mean
 from llmcourse.recipes.base import CommandRecipe, Recipe
 from llmcourse.recipes.common import DatasetSource, TrainSection
 from llmcourse.recipes.trackers import TrackerKeys
@@ -27,6 +28,9 @@ AXOLOTL_IGNORED = {
 }
 
 
+SFT_TYPES = ("alpaca", "sharegpt", "messages", "chat_template", "completion", "text")
+
+
 class SftDataset(DatasetSource):
     """A dataset with its format (`type`) and Axolotl-style field mappings."""
 
@@ -40,6 +44,21 @@ class SftDataset(DatasetSource):
     message_property_mappings: dict[str, str] = Field(default_factory=dict)
     roles: dict[str, list[str]] = Field(default_factory=dict)
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _axolotl_type(cls, value: Any) -> Any:
+        """Axolotl's `alpaca:chat`, `alpaca_chat`, `chat_template.xyz`: the layout before the strategy.
+
+        Every layout is rendered with the recipe's chat template, which is what `:chat` asks for.
+        """
+        if not isinstance(value, str) or value in SFT_TYPES:
+            return value
+        base = re.split(r"[:.]", value, maxsplit=1)[0].removesuffix("_chat")
+        if base not in SFT_TYPES:
+            raise ValueError(f"unknown dataset type '{value}'{did_you_mean(base, list(SFT_TYPES))}; supported: "
+                             f"{', '.join(SFT_TYPES)} (with Axolotl's suffixes, e.g. alpaca:chat)")
+        return base
+
 
 class LoraSection(Recipe):
     """LoRA hyper-parameters (Axolotl: lora_r, lora_alpha, ...)."""
@@ -47,7 +66,7 @@ class LoraSection(Recipe):
     r: int = Field(default=16, gt=0)
     alpha: int = Field(default=32, gt=0)
     dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | None = None
+    target_modules: list[str] | str | None = None  # a string is a regular expression (PEFT's full match)
     target_linear: bool = True
     modules_to_save: list[str] | None = None
 
@@ -58,7 +77,7 @@ class SftTrainSection(TrainSection):
     learning_rate: float = Field(default=2e-4, gt=0, lt=1)
     save_steps: int | None = Field(default=None, gt=0)
     saves_per_epoch: int | None = Field(default=None, gt=0)
-    evals_per_epoch: int | None = Field(default=None, gt=0)
+    evals_per_epoch: int | None = Field(default=None, ge=0)  # 0: no evaluation during training
     tf32: Literal["auto", True, False] = "auto"
     save_total_limit: int | None = Field(default=None, gt=0)
 
@@ -89,7 +108,7 @@ class SftRecipe(CommandRecipe, TrackerKeys):
     load_in_8bit: bool = False
     lora: LoraSection = LoraSection()
     train: SftTrainSection = SftTrainSection()
-    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2", "flex_attention"] = "auto"
     liger: bool = False
     merge_adapter: bool = False
     resume_from_checkpoint: str | None = None
@@ -185,7 +204,9 @@ def normalize_axolotl(data: Any, model: type[CommandRecipe]) -> Any:
     data = {k: v for k, v in data.items() if v is not None}  # Axolotl writes `key:` (null) for "unset"
     if "adam_eps" in data and "adam_epsilon" not in data:  # Axolotl's other spelling
         data["adam_epsilon"] = data.pop("adam_eps")
-    for legacy, implementation in (("flash_attention", "flash_attention_2"), ("sdp_attention", "sdpa"), ("xformers_attention", "sdpa")):
+    legacy_switches = (("flash_attention", "flash_attention_2"), ("sdp_attention", "sdpa"), ("xformers_attention", "sdpa"),
+                       ("eager_attention", "eager"), ("flex_attention", "flex_attention"))
+    for legacy, implementation in legacy_switches:
         if data.pop(legacy, False) and "attn_implementation" not in data:  # Axolotl's older switches
             data["attn_implementation"] = implementation
     train_fields = set(SftTrainSection.model_fields)
