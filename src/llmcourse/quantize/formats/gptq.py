@@ -163,7 +163,10 @@ class GptqModelFormat(QuantFormat):
                 from gptqmodel import GPTQModel
                 from gptqmodel.utils.backend import BACKEND
 
-                model = GPTQModel.load(source_dir, self.quantize_config(section, bits), device=device)
+                # On a CPU, eager attention: torch's SDPA kernel for GPTQModel's half-precision
+                # calibration needs AVX-512 (pack_vnni2) and fails on AVX2-only CPUs.
+                attention = {"attn_implementation": "eager"} if device == "cpu" else {}
+                model = GPTQModel.load(source_dir, self.quantize_config(section, bits), device=device, **attention)
                 # AWQ's default packing kernel is CUDA-only; its plain-torch kernel packs the same layout anywhere.
                 backend = BACKEND.TORCH if self.name == "awq" and device == "cpu" else BACKEND.AUTO
                 model.quantize(rows, batch_size=1, tokenizer=tokenizer, backend=backend)
