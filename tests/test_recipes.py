@@ -163,3 +163,29 @@ def test_unfrozen_parameters_are_for_full_fine_tuning_and_must_be_regexes() -> N
         SftRecipe.model_validate({**base, "adapter": "lora", "unfrozen_parameters": ["^lm_head"]})
     with pytest.raises(Exception, match="is not a regular expression"):
         SftRecipe.model_validate({**base, "unfrozen_parameters": ["model.layers.[0"]})
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("tensor_parallel_size: 2", "tensor_parallel_size: multi-dimensional parallelism is not offered"),
+    ("context_parallel_size: 4", "context_parallel_size: multi-dimensional parallelism"),
+    ("dp_shard_size: 2", "dp_shard_size: multi-dimensional parallelism"),
+    ("use_scattermoe: true", "use_scattermoe: needs CUDA kernels"),
+    ("plugins:\n  - axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin", "plugins: axolotl.integrations.cut_cross_entropy"),
+])
+def test_axolotl_keys_we_cannot_honour_are_refused_by_name(tmp_path: Path, line: str, message: str) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"base_model: some/model\ndatasets:\n  - path: data.jsonl\n{line}\n")
+    result = run_cli("validate", str(recipe))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_liger_plugin_keys_switch_liger_on(tmp_path: Path) -> None:
+    from llmcourse.recipes.registry import load_command_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("base_model: some/model\ndatasets:\n  - path: data.jsonl\nplugins:\n  - axolotl.integrations.liger.LigerPlugin\n"
+                      "liger_rms_norm: true\nliger_glu_activation: true\n")
+    assert load_command_recipe("sft", str(recipe), [], None).liger is True
+    plain = tmp_path / "p.yaml"
+    plain.write_text("base_model: some/model\ndatasets:\n  - path: data.jsonl\n")
+    assert load_command_recipe("sft", str(plain), [], None).liger is False

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from llmcourse.core.chat_formats import check_template_name
 from llmcourse.core.errors import did_you_mean
+from llmcourse.recipes.axolotl_keys import refuse_and_map
 from llmcourse.recipes.base import CommandRecipe, Recipe
 from llmcourse.recipes.common import DatasetSource, TrainSection
 from llmcourse.recipes.trackers import TrackerKeys
@@ -22,7 +23,7 @@ AXOLOTL_IGNORED = {
     "is_qwen_derived_model", "model_type", "tokenizer_type", "eval_sample_packing",
     "auto_resume_from_checkpoints", "lr_quadratic_warmup", "loss_watchdog_threshold", "loss_watchdog_patience",
     "fsdp_config", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir",
-    "shuffle_merged_datasets", "dataset_processes", "gptq", "ddp_timeout", "plugins", "train_on_eos",
+    "shuffle_merged_datasets", "dataset_processes", "gptq", "ddp_timeout", "train_on_eos",
     "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer",
     "lora_model_dir", "lora_fan_in_fan_out", "gradient_checkpointing_kwargs", "max_packed_sequence_len", "micro_batch_eval_size",
 }
@@ -201,7 +202,7 @@ def normalize_axolotl(data: Any, model: type[CommandRecipe]) -> Any:
     """Move Axolotl's flat keys into our sections; collect the ones we ignore under `_ignored`."""
     if not isinstance(data, dict):
         return data
-    data = {k: v for k, v in data.items() if v is not None}  # Axolotl writes `key:` (null) for "unset"
+    data = refuse_and_map({k: v for k, v in data.items() if v is not None})  # Axolotl writes `key:` (null) for "unset"
     if "adam_eps" in data and "adam_epsilon" not in data:  # Axolotl's other spelling
         data["adam_epsilon"] = data.pop("adam_eps")
     legacy_switches = (("flash_attention", "flash_attention_2"), ("sdp_attention", "sdpa"), ("xformers_attention", "sdpa"),
