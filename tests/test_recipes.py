@@ -148,8 +148,8 @@ def test_errors_name_the_keys_as_written_and_suggest_only_close_ones(tmp_path: P
                       "lora_target_modules: 5\nlearnig_rate: 0.1\n", encoding="utf-8")
     result = run_cli("validate", str(recipe))
     assert result.returncode == 2
-    assert "  evals_per_epoch: must be > 0, got -1" in result.stderr and "train.evals_per_epoch" not in result.stderr
-    assert "  lora_target_modules: input should be a valid list" in result.stderr
+    assert "  evals_per_epoch: must be >= 0, got -1" in result.stderr and "train.evals_per_epoch" not in result.stderr
+    assert "  lora_target_modules: expected a list of module names or one regular expression, got 5" in result.stderr
     assert "beta_schedule: unknown key\n" in result.stderr, "no far-fetched suggestion"
     assert "learnig_rate: unknown key (did you mean 'learning_rate'?)" in result.stderr
 

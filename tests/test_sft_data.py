@@ -46,8 +46,8 @@ def test_axolotl_style_config_validates_with_one_warning() -> None:
     ({"rl": "dpo"}, "llmcourse dpo"),
     ({"adapter": "qlora", "load_in_8bit": True}, "qlora loads the base in 4 bits"),
     ({"adapter": "none", "load_in_4bit": True}, "cannot be fully fine-tuned"),
-    ({"datasets": [{"path": "x.jsonl", "type": "alpacca"}]}, "datasets.0.type: must be one of"),
-    ({"chat_template": "chatlm"}, "chat_template: unknown chat_template 'chatlm' (did you mean chatml?)"),
+    ({"datasets": [{"path": "x.jsonl", "type": "alpacca"}]}, "datasets.0.type: unknown dataset type 'alpacca' (did you mean 'alpaca'?)"),
+    ({"chat_template": "chatlm"}, "chat_template: unknown chat_template 'chatlm' (did you mean 'chatml'?)"),
     ({"lora_r": 0, "adapter": "lora"}, "lora_r: must be > 0, got 0"),
 ])
 def test_bad_sft_recipes(data: dict, message: str) -> None:

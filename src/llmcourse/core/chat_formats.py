@@ -178,8 +178,7 @@ def check_template_name(name: str) -> str:
     base = name.removeprefix(FALLBACK_PREFIX)
     if name in TEMPLATES or name in SPECIAL_NAMES or (name.startswith(FALLBACK_PREFIX) and base in TEMPLATES):
         return name
-    import difflib
+    from llmcourse.core.errors import did_you_mean
 
-    close = difflib.get_close_matches(name, [*TEMPLATES, *SPECIAL_NAMES], n=1, cutoff=0.75)
-    guess = f" (did you mean {close[0]}?)" if close else ""
-    raise ValueError(f"unknown chat_template '{name}'{guess}: use one of {', '.join(template_names())}")
+    raise ValueError(f"unknown chat_template '{name}'{did_you_mean(name, [*TEMPLATES, *SPECIAL_NAMES])}: "
+                     f"use one of {', '.join(template_names())}")

@@ -71,6 +71,13 @@ class LoraSection(Recipe):
     target_linear: bool = True
     modules_to_save: list[str] | None = None
 
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _names_or_regex(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return value
+        raise ValueError(f"expected a list of module names or one regular expression, got {value!r}")
+
 
 class SftTrainSection(TrainSection):
     """The training loop plus SFT's checkpointing and evaluation cadence."""
