@@ -45,10 +45,28 @@ def quantization_config(recipe: SftRecipe) -> Any:
     except ImportError as exc:
         raise UserError("adapter: qlora / load_in_*bit need bitsandbytes", hint="pip install 'llmcourse[bnb]'") from exc
     if recipe.quantized == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype(),
-    )
+        return BitsAndBytesConfig(**{"load_in_8bit": True, **recipe.bnb_config_kwargs})
+    defaults = {"bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True, "bnb_4bit_compute_dtype": compute_dtype()}
+    try:  # Axolotl's bnb_config_kwargs override our defaults
+        return BitsAndBytesConfig(load_in_4bit=True, **{**defaults, **recipe.bnb_config_kwargs})
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"bnb_config_kwargs: {exc}") from exc
+
+
+def config_overrides(recipe: SftRecipe, source: str) -> dict[str, Any]:
+    """`config=` with Axolotl's `model_config` applied, checked key by key against the model's config."""
+    if not recipe.config_overrides:
+        return {}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source, trust_remote_code=recipe.trust_remote_code)
+    unknown = [key for key in recipe.config_overrides if not hasattr(config, key)]
+    if unknown:
+        raise UserError(f"model_config: {', '.join(unknown)} not in {type(config).__name__}",
+                        hint="model_config changes existing config.json fields only")
+    for key, value in recipe.config_overrides.items():
+        setattr(config, key, value)
+    return {"config": config}
 
 
 def load_base(recipe: SftRecipe) -> Any:
@@ -62,7 +80,7 @@ def load_base(recipe: SftRecipe) -> Any:
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, quantization_config=quant, trust_remote_code=recipe.trust_remote_code,
             attn_implementation=attention_implementation(recipe.attn_implementation),
-            use_safetensors=None if recipe.allow_pickle else True,
+            use_safetensors=None if recipe.allow_pickle else True, **config_overrides(recipe, source),
         )
     except (OSError, ValueError) as exc:
         raise UserError(f"base_model: cannot load '{recipe.base_model}': {str(exc).splitlines()[0]}") from exc
@@ -97,7 +115,7 @@ def attach_lora(model: Any, recipe: SftRecipe, added_tokens: bool) -> Any:
     if target is None:
         raise UserError("lora.target_modules is empty and lora.target_linear is false: LoRA would touch nothing")
     config = LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=target,
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=target, use_rslora=lora.use_rslora, use_dora=lora.use_dora,
         modules_to_save=modules_to_save or None, task_type="CAUSAL_LM", bias="none",
     )
     try:

@@ -143,7 +143,11 @@ def last_logged(history: list[dict], key: str = "loss") -> float:
 
 def prepare_tokenizer(recipe: SftRecipe) -> tuple[Any, str, list[str]]:
     """The tokenizer with the recipe's chat template and special tokens installed."""
-    tokenizer = load_tokenizer(recipe.tokenizer or check_model_source(recipe.base_model, recipe.allow_pickle), recipe.trust_remote_code)
+    options: dict[str, Any] = {"use_fast": recipe.tokenizer_use_fast}
+    if recipe.tokenizer_legacy is not None:
+        options["legacy"] = recipe.tokenizer_legacy
+    tokenizer = load_tokenizer(recipe.tokenizer or check_model_source(recipe.base_model, recipe.allow_pickle), recipe.trust_remote_code,
+                               **options)
     added: list[str] = []
     for role, token in recipe.special_tokens.items():
         if getattr(tokenizer, f"{role}_token", None) != token:
@@ -154,10 +158,19 @@ def prepare_tokenizer(recipe: SftRecipe) -> tuple[Any, str, list[str]]:
     if new_tokens:  # Axolotl's `tokens`: whole tokens of their own, with new embedding rows
         tokenizer.add_tokens(new_tokens)
         added += new_tokens
+    missing_eot = [token for token in recipe.eot_tokens if token not in tokenizer.get_vocab()]
+    if missing_eot:  # Axolotl's eot_tokens: each must be one token, to be learned and to stop generation
+        tokenizer.add_special_tokens({"additional_special_tokens": missing_eot}, replace_extra_special_tokens=False)
+        added += missing_eot
     template, template_tokens = prepare_chat_template(tokenizer, recipe.chat_template, recipe.chat_template_jinja)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, template, added + template_tokens
+
+
+def end_token_ids(tokenizer: Any, recipe: SftRecipe, template: str) -> set[int]:
+    """Ids that end a turn: EOS, the template's end-of-turn token and the recipe's `eot_tokens`."""
+    return set(stop_token_ids(tokenizer, template)) | {tokenizer.convert_tokens_to_ids(t) for t in recipe.eot_tokens}
 
 
 def load_model_for(recipe: SftRecipe, tokenizer: Any, template: str) -> Any:
@@ -165,7 +178,7 @@ def load_model_for(recipe: SftRecipe, tokenizer: Any, template: str) -> Any:
     model = load_base(recipe)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=32 if recipe.resize_token_embeddings_to_32x else None)
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer, template)
+    model.generation_config.eos_token_id = sorted(end_token_ids(tokenizer, recipe, template))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     if recipe.unfrozen_parameters is not None:
         freeze_all_but(model, recipe.unfrozen_parameters)

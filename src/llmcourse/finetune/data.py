@@ -55,15 +55,22 @@ def to_example(row: dict[str, Any], source: SftDataset, kind: str, where: str) -
         return {"messages": messages}
     default_field = "conversations" if kind == "sharegpt" else "messages"
     turns = field_of(row, source.field_messages or default_field, where, expect=list)
-    messages = normalize_turns(turns, source.message_property_mappings, source.roles, where, sharegpt=kind == "sharegpt")
+    thinking = (source.field_thinking, source.template_thinking_key) if source.field_thinking else None
+    messages = normalize_turns(turns, source.message_property_mappings, source.roles, where, sharegpt=kind == "sharegpt", thinking=thinking)
+    if source.drop_system_message:
+        messages = [m for m in messages if m["role"] != "system"]
     if not any(m["role"] == "assistant" for m in messages):
         raise UserError(f"{where}: a conversation has no assistant turn to learn from")
     return {"messages": messages}
 
 
 def normalize_turns(turns: list[Any], mappings: dict[str, str], roles: dict[str, list[str]], where: str,
-                    sharegpt: bool = False) -> list[dict[str, str]]:
-    """Messages as `{"role", "content"}` with standard roles, whatever the dataset calls them."""
+                    sharegpt: bool = False, thinking: tuple[str, str] | None = None) -> list[dict[str, str]]:
+    """Messages as `{"role", "content"}` with standard roles, whatever the dataset calls them.
+
+    `thinking` = (the dataset's reasoning field, the key the chat template reads it from): a turn's
+    reasoning trace is kept under that key, for templates that render it (Qwen 3).
+    """
     default_keys = {"role": "from", "content": "value"} if sharegpt else {"role": "role", "content": "content"}
     keys = {**default_keys, **mappings}
     aliases = dict(ROLE_ALIASES)
@@ -77,7 +84,10 @@ def normalize_turns(turns: list[Any], mappings: dict[str, str], roles: dict[str,
         role = aliases.get(str(turn[keys["role"]]))
         if role is None:
             raise UserError(f"{where}: unknown role '{turn[keys['role']]}'", hint="map it with roles: {assistant: [...], user: [...]}")
-        messages.append({"role": role, "content": str(turn[keys["content"]])})
+        message = {"role": role, "content": str(turn[keys["content"]])}
+        if thinking and turn.get(thinking[0]):
+            message[thinking[1]] = str(turn[thinking[0]])
+        messages.append(message)
     return messages
 
 
@@ -99,8 +109,17 @@ def load_examples(recipe: SftRecipe) -> list[tuple[str, dict[str, Any]]]:
     for index, source in enumerate(recipe.datasets):
         where = f"datasets.{index}"
         dataset = load_rows(source, where, lab_format="messages")
+        if source.shards:
+            if source.shards_idx >= source.shards:
+                raise UserError(f"{where}.shards_idx: {source.shards_idx} is not below shards: {source.shards}")
+            dataset = dataset.shard(num_shards=source.shards, index=source.shards_idx)
         kind = detect_type(source, dataset.column_names)
         examples += [(source.path, to_example(row, source, kind, where)) for row in dataset]
+    if recipe.dataset_exact_deduplication:
+        import json
+
+        seen: set[str] = set()
+        examples = [e for e in examples if not (key := json.dumps(e[1], sort_keys=True)) in seen and not seen.add(key)]
     random.Random(recipe.train.seed).shuffle(examples)
     return examples
 
@@ -144,8 +163,14 @@ def render(tokenizer: Any, messages: list[dict[str, str]], **variables: Any) -> 
                         hint="check the roles in the data (roles:, drop_system_message:) or choose another chat_template") from exc
 
 
-def encode(tokenizer: Any, example: dict[str, Any], train_on_inputs: bool) -> tuple[list[int], list[int]]:
-    """Token ids and the loss mask (1 = learn this token) of one example."""
+def encode(tokenizer: Any, example: dict[str, Any], train_on_inputs: bool,
+           end_tokens: tuple[str, set[int]] = ("turn", set())) -> tuple[list[int], list[int]]:
+    """Token ids and the loss mask (1 = learn this token) of one example.
+
+    `end_tokens` = (Axolotl's train_on_eos, the ids that end a turn): `turn` learns each assistant
+    turn's end token (the template's default), `all` every end token, `last` only the final one,
+    `none` none of them.
+    """
     if "text" in example:
         ids = tokenizer(example["text"], add_special_tokens=False)["input_ids"]
         if tokenizer.eos_token_id is not None:
@@ -157,14 +182,28 @@ def encode(tokenizer: Any, example: dict[str, Any], train_on_inputs: bool) -> tu
     text, spans = assistant_spans(tokenizer, example["messages"])
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     mask = [1 if any(a <= start < b for a, b in spans) else 0 for start, _ in enc["offset_mapping"]]
-    return list(enc["input_ids"]), mask
+    ids = list(enc["input_ids"])
+    return ids, apply_end_token_policy(ids, mask, *end_tokens)
 
 
-def encode_all(tokenizer: Any, examples: list[tuple[str, dict[str, Any]]], max_length: int, train_on_inputs: bool) -> Encoded:
+def apply_end_token_policy(ids: list[int], mask: list[int], policy: str, end_ids: set[int]) -> list[int]:
+    """The mask with end-of-turn tokens learned as `policy` says (see `encode`)."""
+    if policy == "turn" or not end_ids:
+        return mask
+    ends = [i for i, token in enumerate(ids) if token in end_ids]
+    learned_ends = [i for i in ends if mask[i]]
+    mask = list(mask)
+    for i in ends:
+        mask[i] = {"all": 1, "none": 0, "last": int(bool(learned_ends) and i == learned_ends[-1])}[policy]
+    return mask
+
+
+def encode_all(tokenizer: Any, examples: list[tuple[str, dict[str, Any]]], max_length: int, train_on_inputs: bool,
+               end_tokens: tuple[str, set[int]] = ("turn", set())) -> Encoded:
     """Tokenize, truncate to `max_length` (counted) and drop examples left with nothing to learn."""
     result = Encoded(rows=[])
     for source, example in examples:
-        ids, mask = encode(tokenizer, example, train_on_inputs)
+        ids, mask = encode(tokenizer, example, train_on_inputs, end_tokens)
         if len(ids) > max_length:
             result.truncated += 1
             ids, mask = ids[:max_length], mask[:max_length]

@@ -121,14 +121,16 @@ def run(recipe: DpoRecipe, overwrite: bool = False, resume: bool = False) -> dic
     with atomic_output(output, overwrite, resume=resume, main_process=state.is_main_process) as folder:
         state.wait_for_everyone()
         from llmcourse.finetune.trackers import report_settings
+        from llmcourse.finetune.trainer_options import early_stopping, passed_through
 
         kwargs = {**training_kwargs(recipe.train, str(folder / "checkpoints"), bool(pairs.eval)), **report_settings(recipe)}
         if recipe.train.save_steps:
             kwargs.update(save_strategy="steps", save_steps=recipe.train.save_steps)
+        kwargs.update(passed_through(recipe, bool(pairs.eval)))
         trainer_class, config = PREFERENCE_TRAINERS[recipe.rl](recipe, kwargs)
         metrics = MetricsLog(folder / "metrics.jsonl") if state.is_main_process else None
         stopper = interrupt_callback()
-        callbacks = [stopper] + (trainer_callbacks(metrics, recipe.rl) if metrics else [])
+        callbacks = [stopper] + (trainer_callbacks(metrics, recipe.rl) if metrics else []) + early_stopping(recipe)
         extra = {"ref_model": reference} if recipe.rl in ("dpo", "ipo") else {}
         trainer = trainer_class(
             model=model, args=config, train_dataset=Dataset.from_list(pairs.train),

@@ -34,7 +34,7 @@ def preflight(recipe: SftRecipe) -> None:
         raise UserError(f"tokenizer: folder not found: {recipe.tokenizer}", hint="pass a tokenizer folder or a hub id")
     for index, source in enumerate(recipe.datasets):
         check_source(source, f"datasets.{index}")
-    if recipe.deepspeed and recipe.deepspeed not in DEEPSPEED_PRESETS and not Path(recipe.deepspeed).exists():
+    if recipe.deepspeed and deepspeed_preset(recipe.deepspeed) is None and not Path(recipe.deepspeed).exists():
         raise UserError(f"deepspeed: '{recipe.deepspeed}' is neither a preset ({', '.join(DEEPSPEED_PRESETS)}) nor a JSON file")
     if recipe.deepspeed and importlib.util.find_spec("deepspeed") is None:
         raise UserError("deepspeed: the deepspeed package is not installed", hint="pip install deepspeed (GPU clusters only)")
@@ -43,12 +43,26 @@ def preflight(recipe: SftRecipe) -> None:
         raise UserError("hub_model_id: HF_HUB_OFFLINE is set, so the output could not be pushed", hint="unset HF_HUB_OFFLINE, or remove hub_model_id")
 
 
+def deepspeed_preset(name: str) -> str | None:
+    """Our preset for `name`: a preset's own name, or Axolotl's `deepspeed_configs/zeroN*.json` when
+    that file is not here (its ZeRO stage; the preset has no CPU offload)."""
+    if name in DEEPSPEED_PRESETS:
+        return name
+    stem = Path(name).stem
+    if Path(name).parent.name == "deepspeed_configs" and not Path(name).exists() and stem[:5] in DEEPSPEED_PRESETS:
+        return stem[:5]
+    return None
+
+
 def deepspeed_config(name: str | None) -> str | None:
     """A shipped DeepSpeed preset's path, or the user's JSON file."""
     if not name:
         return None
-    if name in DEEPSPEED_PRESETS:
-        return str(Path(__file__).parent / "presets" / f"ds_{name}.json")
+    preset = deepspeed_preset(name)
+    if preset:
+        if preset != name:
+            err.print(f"[yellow]note:[/] deepspeed: {name} is not here; using the {preset} preset (ZeRO stage {preset[-1]}, no offload)")
+        return str(Path(__file__).parent / "presets" / f"ds_{preset}.json")
     return name
 
 
@@ -66,6 +80,7 @@ def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch:
     from trl import SFTConfig
 
     from llmcourse.finetune.common import training_kwargs
+    from llmcourse.finetune.trainer_options import passed_through
 
     t = recipe.train
     kwargs = {**training_kwargs(t, str(folder / "checkpoints"), has_eval), **report_settings(recipe)}
@@ -74,6 +89,7 @@ def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch:
         kwargs.update(save_strategy="steps", save_steps=save_steps, save_total_limit=t.save_total_limit)
     if t.evals_per_epoch and has_eval:
         kwargs.update(eval_strategy="steps", eval_steps=max(1, steps_per_epoch // t.evals_per_epoch))
+    kwargs.update(passed_through(recipe, has_eval))
     liger = recipe.liger and torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
     if recipe.liger and not liger:
         err.print("[yellow]warning:[/] liger: true needs a GPU and the liger-kernel package; training without it")
@@ -87,7 +103,6 @@ def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch:
         use_liger_kernel=liger,
         tf32=tf32 or None,
         deepspeed=deepspeed_config(recipe.deepspeed),
-        fsdp=recipe.fsdp or "",
         save_only_model=False,
     )
 
@@ -98,7 +113,8 @@ def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dic
     output = Path(recipe.output_dir or "outputs/sft")
     check_output_or_checkpoint(output, overwrite, resume)
     from llmcourse.core.libraries import quiet_libraries
-    from llmcourse.finetune.common import quiet_trainer, trainer_callbacks
+    from llmcourse.finetune.common import end_token_ids, quiet_trainer, trainer_callbacks
+    from llmcourse.finetune.trainer_options import early_stopping
 
     quiet_libraries()
     import torch
@@ -112,7 +128,8 @@ def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dic
     if state.is_main_process:
         err.print(f"[bold]sft[/] {recipe.base_model} → {output} ({recipe.adapter if recipe.adapter != 'none' else 'full'})")
     tokenizer, template, added = prepare_tokenizer(recipe)
-    encoded = sft_data.encode_all(tokenizer, sft_data.load_examples(recipe), recipe.sequence_len, recipe.train_on_inputs)
+    end_tokens = (recipe.train_on_eos, end_token_ids(tokenizer, recipe, template))
+    encoded = sft_data.encode_all(tokenizer, sft_data.load_examples(recipe), recipe.sequence_len, recipe.train_on_inputs, end_tokens)
     train_rows, eval_rows = sft_data.split_eval(encoded.rows, recipe.val_set_size, recipe.train.seed)
     if encoded.truncated and state.is_main_process:
         err.print(f"[yellow]note:[/] {encoded.truncated} example(s) longer than sequence_len={recipe.sequence_len} were truncated"
@@ -127,7 +144,7 @@ def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dic
         state.wait_for_everyone()
         metrics = MetricsLog(folder / "metrics.jsonl") if state.is_main_process else None
         stopper = interrupt_callback()
-        callbacks = [stopper] + (trainer_callbacks(metrics, "sft") if metrics else [])
+        callbacks = [stopper] + (trainer_callbacks(metrics, "sft") if metrics else []) + early_stopping(recipe)
         config = sft_config(recipe, folder, bool(eval_rows), steps_per_epoch)
         train_data = Dataset.from_list(train_rows)
         eval_data = Dataset.from_list(eval_rows) if eval_rows else None

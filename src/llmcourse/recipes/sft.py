@@ -18,14 +18,14 @@ SPECIAL_TOKEN_ROLES = ("bos", "eos", "unk", "pad", "sep", "cls", "mask")
 
 # Axolotl keys that we read but do not act on: accepted, listed once in a warning.
 AXOLOTL_IGNORED = {
-    "strict", "early_stopping_patience",
+    "strict", "hf_use_auth_token", "low_cpu_mem_usage",
     "local_rank", "debug", "dataset_prepared_path", "pad_to_sequence_len", "is_llama_derived_model", "is_mistral_derived_model",
     "is_qwen_derived_model", "model_type", "tokenizer_type", "eval_sample_packing",
     "auto_resume_from_checkpoints", "lr_quadratic_warmup", "loss_watchdog_threshold", "loss_watchdog_patience",
-    "fsdp_config", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir",
-    "shuffle_merged_datasets", "dataset_processes", "gptq", "ddp_timeout", "train_on_eos",
+    "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir",
+    "shuffle_merged_datasets", "dataset_processes", "gptq", "ddp_timeout",
     "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer",
-    "lora_model_dir", "lora_fan_in_fan_out", "gradient_checkpointing_kwargs", "max_packed_sequence_len", "micro_batch_eval_size",
+    "lora_model_dir", "lora_fan_in_fan_out", "max_packed_sequence_len", "micro_batch_eval_size",
 }
 
 
@@ -44,6 +44,11 @@ class SftDataset(DatasetSource):
     field_system: str = "system"
     message_property_mappings: dict[str, str] = Field(default_factory=dict)
     roles: dict[str, list[str]] = Field(default_factory=dict)
+    drop_system_message: bool = False
+    field_thinking: str | None = None  # a message's reasoning trace, handed to the template as...
+    template_thinking_key: str = "reasoning_content"  # ...this key (Qwen 3 renders it; other templates drop it)
+    shards: int | None = Field(default=None, gt=0)  # keep one shard of this many (Axolotl's shards / shards_idx)
+    shards_idx: int = Field(default=0, ge=0)
 
     @field_validator("type", mode="before")
     @classmethod
@@ -70,6 +75,8 @@ class LoraSection(Recipe):
     target_modules: list[str] | str | None = None  # a string is a regular expression (PEFT's full match)
     target_linear: bool = True
     modules_to_save: list[str] | None = None
+    use_rslora: bool = False  # Axolotl: peft_use_rslora
+    use_dora: bool = False  # Axolotl: peft_use_dora
 
     @field_validator("target_modules", mode="before")
     @classmethod
@@ -88,6 +95,17 @@ class SftTrainSection(TrainSection):
     evals_per_epoch: int | None = Field(default=None, ge=0)  # 0: no evaluation during training
     tf32: Literal["auto", True, False] = "auto"
     save_total_limit: int | None = Field(default=None, gt=0)
+    save_strategy: Literal["steps", "epoch", "no"] | None = None  # checkpoints for --resume; the output is written at the end
+    early_stopping_patience: int | None = Field(default=None, gt=0)  # evaluations without a better eval loss
+    ddp_find_unused_parameters: bool | None = None
+    accelerator_config: dict[str, Any] | None = None
+    gradient_checkpointing_kwargs: dict[str, Any] | None = None
+    remove_unused_columns: Literal[False] | None = None  # our collators need their columns: only `false` is honoured
+
+    @field_validator("save_strategy", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        return "no" if value is False else value  # YAML reads an unquoted `no` as false
 
 
 class SftRecipe(CommandRecipe, TrackerKeys):
@@ -124,7 +142,15 @@ class SftRecipe(CommandRecipe, TrackerKeys):
     hub_private_repo: bool | None = None
     hub_strategy: Literal["end"] | None = None  # Axolotl's checkpoint pushes during training are not offered
     deepspeed: str | None = None
-    fsdp: str | None = None
+    fsdp: str | list[str] | None = None  # transformers' FSDP options, as a string or Axolotl's list
+    fsdp_config: dict[str, Any] | None = None  # passed to transformers' fsdp_config (accelerate's FSDP plugin)
+    config_overrides: dict[str, Any] = Field(default_factory=dict)  # Axolotl's model_config: changes to config.json
+    tokenizer_use_fast: bool = True
+    tokenizer_legacy: bool | None = None
+    bnb_config_kwargs: dict[str, Any] = Field(default_factory=dict)  # extra BitsAndBytesConfig arguments
+    eot_tokens: list[str] = Field(default_factory=list)  # tokens that end a turn (besides the template's)
+    train_on_eos: Literal["turn", "all", "last", "none"] = "turn"
+    dataset_exact_deduplication: bool = False
     eval_lab_count: int = Field(default=100, ge=0, description="held-out questions per lab skill scored at the end")
 
     @model_validator(mode="before")
@@ -193,6 +219,8 @@ class SftRecipe(CommandRecipe, TrackerKeys):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"unfrozen_parameters: '{pattern}' is not a regular expression ({exc})") from exc
+        if self.train.early_stopping_patience and not (self.train.evals_per_epoch or self.train.eval_steps):
+            raise ValueError("early_stopping_patience needs evaluations to compare: set evals_per_epoch or eval_steps")
         if self.val_set_size >= 1 and self.val_set_size != int(self.val_set_size):
             raise ValueError(f"val_set_size is a fraction (< 1) or a whole number of rows, got {self.val_set_size}")
         return self
@@ -210,8 +238,15 @@ def normalize_axolotl(data: Any, model: type[CommandRecipe]) -> Any:
     if not isinstance(data, dict):
         return data
     data = refuse_and_map({k: v for k, v in data.items() if v is not None})  # Axolotl writes `key:` (null) for "unset"
-    if "adam_eps" in data and "adam_epsilon" not in data:  # Axolotl's other spelling
-        data["adam_epsilon"] = data.pop("adam_eps")
+    for legacy, key in (("adam_eps", "adam_epsilon"), ("bfloat16", "bf16"), ("float16", "fp16"), ("tokenizer_config", "tokenizer"),
+                        ("peft_use_rslora", "lora_use_rslora"), ("peft_use_dora", "lora_use_dora"),
+                        ("model_config", "config_overrides")):  # pydantic reserves the name model_config
+        if legacy in data and key not in data:  # Axolotl's other spellings
+            data[key] = data.pop(legacy)
+    if "fsdp_version" in data:
+        data["fsdp_config"] = {**(data.get("fsdp_config") or {}), "version": data.pop("fsdp_version")}
+    if data.get("gradient_checkpointing") == "offload":
+        raise ValueError("gradient_checkpointing: offload (activations moved to the CPU) is Axolotl's own; use gradient_checkpointing: true")
     legacy_switches = (("flash_attention", "flash_attention_2"), ("sdp_attention", "sdpa"), ("xformers_attention", "sdpa"),
                        ("eager_attention", "eager"), ("flex_attention", "flex_attention"))
     for legacy, implementation in legacy_switches:
