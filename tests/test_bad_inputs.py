@@ -189,3 +189,44 @@ def test_dry_run_refuses_what_the_real_run_would(args: list[str], message: str, 
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _sft_case(name: str, overrides: list[str], expected: str) -> Case:
+    """An Axolotl-style mistake in an sft recipe, given as overrides of the shipped lab recipe."""
+
+    def case(tmp: Path) -> tuple[list[str], str]:
+        return ["sft", "lab/sft", *overrides], expected
+
+    case.__name__ = name
+    return case
+
+
+AXOLOTL_MISTAKES = [
+    ("sft_unknown_chat_template", ["chat_template=llama-3"], "unknown chat_template 'llama-3' (did you mean 'llama3'?)"),
+    ("sft_unknown_dataset_type", ["datasets.0.type=sharegtp"], "unknown dataset type 'sharegtp' (did you mean 'sharegpt'?)"),
+    ("sft_target_modules_not_names", ["lora_target_modules=5"], "lora_target_modules: expected a list of module names"),
+    ("sft_tensor_parallel", ["tensor_parallel_size=2"], "tensor_parallel_size: multi-dimensional parallelism is not offered"),
+    ("sft_foreign_plugin", ["plugins=[axolotl.integrations.kd.KDPlugin]"], "plugins: axolotl.integrations.kd.KDPlugin not offered"),
+    ("sft_activation_offload", ["gradient_checkpointing=offload"], "gradient_checkpointing: offload"),
+    ("sft_remove_unused_columns", ["remove_unused_columns=true"], "remove_unused_columns"),
+    ("sft_early_stopping_without_evals", ["early_stopping_patience=3"], "early_stopping_patience needs evaluations"),
+    ("sft_negative_evals_per_epoch", ["evals_per_epoch=-1"], "evals_per_epoch: must be >= 0, got -1"),
+    ("sft_unknown_save_strategy", ["save_strategy=sometimes"], "save_strategy: must be one of"),
+    ("sft_unknown_train_on_eos", ["train_on_eos=first"], "train_on_eos: must be one of"),
+    ("sft_unknown_special_token_role", ["special_tokens={foo_token: x}"], "unknown special token 'foo_token'"),
+    ("sft_unfrozen_with_lora", ["adapter=lora", "unfrozen_parameters=['^model.']"], "unfrozen_parameters selects weights for full"),
+    ("sft_unfrozen_not_a_regex", ["unfrozen_parameters=['[']"], "unfrozen_parameters: '[' is not a regular expression"),
+    ("sft_hub_strategy_every_save", ["hub_model_id=a/b", "hub_strategy=every_save"], "hub_strategy"),
+    ("sft_scattermoe", ["use_scattermoe=true"], "use_scattermoe: needs CUDA kernels"),
+    ("sft_unknown_deepspeed_name", ["deepspeed=deepspeed_configs/zero4.json"], "is neither a preset"),
+    ("sft_fractional_val_set_count", ["val_set_size=1.5"], "val_set_size is a fraction (< 1) or a whole number"),
+    ("sft_both_bit_widths", ["adapter=lora", "load_in_4bit=true", "load_in_8bit=true"], "load_in_4bit and load_in_8bit are exclusive"),
+    ("sft_quantized_full_fine_tune", ["load_in_8bit=true"], "a quantized base cannot be fully fine-tuned"),
+    ("sft_merge_without_adapter", ["merge_adapter=true"], "merge_adapter needs adapter: lora or qlora"),
+    ("sft_rl_key_in_sft", ["rl=dpo"], "rl: preference tuning is `llmcourse dpo RECIPE`"),
+]
+CASES += [_sft_case(*mistake) for mistake in AXOLOTL_MISTAKES]
+
+
+def test_the_matrix_has_at_least_45_cases() -> None:
+    assert len(CASES) >= 45 and len({case.__name__ for case in CASES}) == len(CASES)
