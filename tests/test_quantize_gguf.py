@@ -197,3 +197,22 @@ def test_demo_adds_gguf_rows_and_the_tree_reaches_the_quants(demo_report: dict) 
     generation = demo_report["generation"]
     assert generation["gguf_greedy"].strip() and generation["gguf_decode_tok_s"] > 0 and generation["hf_decode_tok_s"] > 0
     assert "llama.cpp Q4_K_M" in printed and "Q4_K_M greedy" in printed
+
+
+def test_the_report_states_tokenizer_parity(gguf_run: dict) -> None:
+    assert {o["tokenizer_parity"] for o in gguf_run["outputs"]} == {1.0}
+
+
+def test_a_wrong_pre_tokenizer_is_caught_by_the_parity_line(tmp_path: Path) -> None:
+    from llmcourse.lab.families import build_family_model
+
+    model = build_family_model("olmo2")  # GPT-2's byte-level BPE, with GPT-2's pre-tokenizer regex
+    right = run_cli("quantize", str(model), "--format", "gguf", "--method", "F16", "--pre-tokenizer", "gpt-2", "--no-report",
+                    "-o", str(tmp_path / "right"), "--json")
+    assert right.returncode == 0, right.stderr
+    assert json.loads(right.stdout)["outputs"][0]["tokenizer_parity"] == 1.0 and "tokenizer parity: " in right.stderr
+    wrong = run_cli("quantize", str(model), "--format", "gguf", "--method", "F16", "--pre-tokenizer", "llama-bpe", "--no-report",
+                    "-o", str(tmp_path / "wrong"), "--json")
+    assert wrong.returncode == 0, wrong.stderr
+    assert json.loads(wrong.stdout)["outputs"][0]["tokenizer_parity"] < 0.95
+    assert "warning: tokenizer parity" in wrong.stderr and "--pre-tokenizer" in wrong.stderr

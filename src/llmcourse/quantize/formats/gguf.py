@@ -175,6 +175,7 @@ class GgufFormat(QuantFormat):
         base_file = folder / gguf_file_name(source.short_name, first)
         err.print(f"converting {source.name} to GGUF {first} with llama.cpp's converter")
         convert(source.local_dir, base_file, first, section.pre_tokenizer)
+        parity = self._tokenizer_parity(source, base_file, calibration)
         imatrix = self._imatrix(section, source, base_file, folder, calibration)
         outputs = []
         for method in section.methods:
@@ -182,11 +183,30 @@ class GgufFormat(QuantFormat):
             if target != base_file:
                 use = imatrix if imatrix and method not in FLOAT_TYPES else None
                 quantize_file(base_file, target, method, use)
-            outputs.append(QuantOutput("gguf", method, target, "gguf", {"imatrix": bool(imatrix) and method not in FLOAT_TYPES}))
+            outputs.append(QuantOutput("gguf", method, target, "gguf", {"imatrix": bool(imatrix) and method not in FLOAT_TYPES,
+                                                                         "tokenizer_parity": round(parity.share, 4)}))
             err.print(f"  {target.name}: {target.stat().st_size / 1e6:.1f} MB")
         if first not in section.methods and not section.keep_intermediate:
             base_file.unlink()
         return outputs
+
+    def _tokenizer_parity(self, source: SourceModel, base_file: Path, calibration: Callable[[], Any]) -> Any:
+        from llmcourse.core.modelio import load_tokenizer
+        from llmcourse.quantize.llamacpp import parity as parity_module
+
+        try:
+            texts = parity_module.texts_from_blocks(load_tokenizer(str(source.local_dir)), calibration())
+        except UserError:  # calibration text out of reach (a hub dataset offline): the tricky strings alone
+            texts = []
+        parity = parity_module.check(source.local_dir, base_file, texts)
+        if parity.same == parity.total:
+            err.print(f"tokenizer parity: {parity.same}/{parity.total} strings encode identically in llama.cpp and transformers")
+        else:
+            err.print(f"[bold red]warning: tokenizer parity {parity.same}/{parity.total}[/]: llama.cpp tokenizes this GGUF differently "
+                      f"from transformers (e.g. {parity.differing[0]!r}), so the model would see other tokens than it was trained on. "
+                      "The converter's pre-tokenizer is likely wrong for this tokenizer: name the right one with --pre-tokenizer "
+                      "(gguf.pre_tokenizer: gpt-2, llama-bpe, qwen2, ...).")
+        return parity
 
     def _imatrix(self, section: Any, source: SourceModel, base_file: Path, folder: Path, calibration: Callable[[], Any]) -> dict[str, Any] | None:
         from llmcourse.quantize.llamacpp import imatrix as imatrix_module
