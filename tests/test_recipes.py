@@ -170,6 +170,10 @@ def test_unfrozen_parameters_are_for_full_fine_tuning_and_must_be_regexes() -> N
     ("context_parallel_size: 4", "context_parallel_size: multi-dimensional parallelism"),
     ("dp_shard_size: 2", "dp_shard_size: multi-dimensional parallelism"),
     ("use_scattermoe: true", "use_scattermoe: needs CUDA kernels"),
+    ("lora_model_dir: ./old-adapter", "lora_model_dir: continuing a saved adapter is not offered"),
+    ("lr_quadratic_warmup: true", "lr_quadratic_warmup: a quadratic warmup is not offered"),
+    ("loss_watchdog_threshold: 5.0", "loss_watchdog_threshold: the loss watchdog is not offered"),
+    ("shuffle_merged_datasets: false", "shuffle_merged_datasets: false is not offered"),
     ("plugins:\n  - axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin", "plugins: axolotl.integrations.cut_cross_entropy"),
 ])
 def test_axolotl_keys_we_cannot_honour_are_refused_by_name(tmp_path: Path, line: str, message: str) -> None:

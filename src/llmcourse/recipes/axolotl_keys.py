@@ -14,6 +14,12 @@ REFUSED = {
     "lora_mlp_kernel": "Axolotl's own Triton LoRA kernels are not offered; remove it",
     "lora_qkv_kernel": "Axolotl's own Triton LoRA kernels are not offered; remove it",
     "lora_o_kernel": "Axolotl's own Triton LoRA kernels are not offered; remove it",
+    "lora_model_dir": "continuing a saved adapter is not offered: merge it (llmcourse merge-adapter) and fine-tune the result",
+    "lr_quadratic_warmup": "a quadratic warmup is not offered; remove it (warmup is linear)",
+    "gptq": "training on a GPTQ-quantized base is not offered; use adapter: qlora on the original model",
+    "loss_watchdog_threshold": "the loss watchdog is not offered; remove it",
+    "auto_resume_from_checkpoints": "resuming is explicit: rerun the command with --resume",
+    "max_packed_sequence_len": "replaced by sample_packing with sequence_len in Axolotl too; remove it",
 }
 LIGER_PLUGIN = "axolotl.integrations.liger.LigerPlugin"
 LIGER_KEYS = ("liger_rope", "liger_rms_norm", "liger_glu_activation", "liger_layer_norm", "liger_fused_linear_cross_entropy",
@@ -28,6 +34,9 @@ def refuse_and_map(data: dict[str, Any]) -> dict[str, Any]:
             continue  # a size of 1 asks for nothing
         if value not in (None, False, ""):
             raise ValueError(f"{key}: {why}")
+    if data.get("shuffle_merged_datasets") is False:
+        raise ValueError("shuffle_merged_datasets: false is not offered: the datasets are always shuffled together (seed: sets the order)")
+    data.pop("shuffle_merged_datasets", None)
     plugins = data.pop("plugins", None) or []
     others = [p for p in plugins if p != LIGER_PLUGIN]
     if others:

@@ -21,11 +21,9 @@ AXOLOTL_IGNORED = {
     "strict", "hf_use_auth_token", "low_cpu_mem_usage",
     "local_rank", "debug", "dataset_prepared_path", "pad_to_sequence_len", "is_llama_derived_model", "is_mistral_derived_model",
     "is_qwen_derived_model", "model_type", "tokenizer_type", "eval_sample_packing",
-    "auto_resume_from_checkpoints", "lr_quadratic_warmup", "loss_watchdog_threshold", "loss_watchdog_patience",
-    "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir",
-    "shuffle_merged_datasets", "dataset_processes", "gptq", "ddp_timeout",
-    "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer",
-    "lora_model_dir", "lora_fan_in_fan_out", "max_packed_sequence_len", "micro_batch_eval_size",
+    "loss_watchdog_patience", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir",
+    "dataset_processes", "ddp_timeout", "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer",
+    "micro_batch_eval_size",
 }
 
 
@@ -77,6 +75,7 @@ class LoraSection(Recipe):
     modules_to_save: list[str] | None = None
     use_rslora: bool = False  # Axolotl: peft_use_rslora
     use_dora: bool = False  # Axolotl: peft_use_dora
+    fan_in_fan_out: bool = False  # GPT-2's Conv1D layers store weights transposed
 
     @field_validator("target_modules", mode="before")
     @classmethod
