@@ -104,10 +104,9 @@ def test_model_loading_keys_reach_the_model_the_tokenizer_and_bitsandbytes(tmp_p
     assert load_base(sft).config.attention_dropout == 0.25
     with pytest.raises(UserError, match="model_config: not_a_field not in LlamaConfig"):
         load_base(load_command_recipe("sft", "lab/sft", [f"base_model={folder}", "model_config={not_a_field: 1}"], None))
-    lora = load_command_recipe("sft", "lab/sft", [f"base_model={folder}", "adapter=lora", "peft_use_rslora=true", "peft_use_dora=true",
-                                                     "lora_fan_in_fan_out=true"], None)
+    lora = load_command_recipe("sft", "lab/sft", [f"base_model={folder}", "adapter=lora", "peft_use_rslora=true", "peft_use_dora=true"], None)
     config = attach_lora(load_base(lora), lora, added_tokens=False).peft_config["default"]
-    assert config.use_rslora and config.use_dora and config.fan_in_fan_out
+    assert config.use_rslora and config.use_dora
     nf4 = load_command_recipe("sft", "lab/sft", ["base_model=m", "adapter=qlora", "bnb_config_kwargs={bnb_4bit_quant_type: fp4}"], None)
     assert quantization_config(nf4).bnb_4bit_quant_type == "fp4"
     assert recipe("tokenizer_config=some/tokenizer").tokenizer == "some/tokenizer"

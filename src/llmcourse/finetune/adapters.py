@@ -116,7 +116,6 @@ def attach_lora(model: Any, recipe: SftRecipe, added_tokens: bool) -> Any:
         raise UserError("lora.target_modules is empty and lora.target_linear is false: LoRA would touch nothing")
     config = LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=target, use_rslora=lora.use_rslora, use_dora=lora.use_dora,
-        fan_in_fan_out=lora.fan_in_fan_out,
         modules_to_save=modules_to_save or None, task_type="CAUSAL_LM", bias="none",
     )
     try:

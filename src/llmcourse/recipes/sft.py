@@ -23,7 +23,7 @@ AXOLOTL_IGNORED = {
     "is_qwen_derived_model", "model_type", "tokenizer_type", "eval_sample_packing",
     "loss_watchdog_patience", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir",
     "dataset_processes", "ddp_timeout", "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer",
-    "micro_batch_eval_size",
+    "micro_batch_eval_size", "lora_fan_in_fan_out",  # PEFT sets fan_in_fan_out from each layer's type
 }
 
 
@@ -75,7 +75,6 @@ class LoraSection(Recipe):
     modules_to_save: list[str] | None = None
     use_rslora: bool = False  # Axolotl: peft_use_rslora
     use_dora: bool = False  # Axolotl: peft_use_dora
-    fan_in_fan_out: bool = False  # GPT-2's Conv1D layers store weights transposed
 
     @field_validator("target_modules", mode="before")
     @classmethod
