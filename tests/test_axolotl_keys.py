@@ -132,3 +132,27 @@ def test_early_stopping_patience_stops_a_diverging_run(lab_base: dict, tmp_path:
     assert result.returncode == 0, result.stderr[-2000:]
     steps = json.loads((out / "report.json").read_text())["steps"]
     assert steps < 40, f"a run whose eval loss rises stops after 2 evaluations without improvement (ran {steps} steps)"
+
+
+def test_model_quantization_config_names_a_transformers_config() -> None:
+    from llmcourse.finetune.adapters import quantization_config
+
+    named = recipe("adapter=lora", "model_quantization_config=BitsAndBytesConfig",
+                   "model_quantization_config_kwargs={load_in_4bit: true, bnb_4bit_quant_type: fp4}")
+    config = quantization_config(named)
+    assert type(config).__name__ == "BitsAndBytesConfig" and config.load_in_4bit and config.bnb_4bit_quant_type == "fp4"
+    with pytest.raises(UserError, match="'LlamaConfig' is not a transformers quantization config"):
+        quantization_config(recipe("model_quantization_config=LlamaConfig"))
+    with pytest.raises(UserError, match="both quantize the base"):
+        recipe("adapter=qlora", "model_quantization_config=BitsAndBytesConfig")
+
+
+def test_legacy_message_field_keys_and_the_peft_block() -> None:
+    from llmcourse.recipes.dpo import PreferenceDataset
+    from llmcourse.recipes.sft import SftDataset
+
+    for dataset in (SftDataset, PreferenceDataset):
+        source = dataset(path="x.jsonl", message_field_role="from", message_field_content="value")
+        assert source.message_property_mappings == {"role": "from", "content": "value"}
+    with pytest.raises(UserError, match="peft: LoftQ initialisation"):
+        recipe("peft={loftq_config: {loftq_bits: 4}}")

@@ -110,6 +110,9 @@ def test_validate_runs_the_dpo_preflight(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     ("base_model: lab://base\nrl: dpo\ndatasets:\n  - path: lab://parity\n", "(dpo)"),
     ("base_model: lab://base\ndatasets:\n  - path: lab://parity\n", "(sft)"),
+    ("models: [lab://base]\nsuite: lab\nlimit: 5\n", "(eval)"),
+    ("model: lab://base\nformats: [int8]\n", "(quantize)"),
+    ("tokenizer: {vocab_size: 512}\ndata:\n  datasets: [{path: lab://corpus}]\n", "(pretrain)"),
 ])
 def test_validate_infers_the_command_of_an_unmarked_axolotl_file(tmp_path: Path, text: str, expected: str) -> None:
     recipe = tmp_path / "config.yml"
@@ -123,6 +126,7 @@ def test_validate_infers_the_command_of_an_unmarked_axolotl_file(tmp_path: Path,
     ("base_model: lab://base\nrl: kto\ndatasets:\n  - path: lab://parity\n", "rl: kto is not supported yet"),
     ("merge_method: slerp\nbase_model: a\nslices: []\n", "this is a mergekit config"),
     ("learning_rate: 0.1\n", "cannot tell which command"),
+    ("task: my_task\ndataset_path: json\ndoc_to_text: '{{q}}'\n", "this is an lm-eval task file"),
 ])
 def test_validate_says_why_it_cannot_take_a_file(tmp_path: Path, text: str, message: str) -> None:
     recipe = tmp_path / "config.yml"

@@ -36,7 +36,10 @@ def attention_implementation(requested: str) -> str | None:
 
 
 def quantization_config(recipe: SftRecipe) -> Any:
-    """bitsandbytes settings for a 4-bit (NF4, double quant) or 8-bit base, or None."""
+    """bitsandbytes settings for a 4-bit (NF4, double quant) or 8-bit base, Axolotl's
+    `model_quantization_config` (any transformers quantization config by class name), or None."""
+    if recipe.model_quantization_config:
+        return named_quantization_config(recipe.model_quantization_config, recipe.model_quantization_config_kwargs)
     if recipe.quantized is None:
         return None
     try:
@@ -51,6 +54,23 @@ def quantization_config(recipe: SftRecipe) -> Any:
         return BitsAndBytesConfig(load_in_4bit=True, **{**defaults, **recipe.bnb_config_kwargs})
     except (TypeError, ValueError) as exc:
         raise UserError(f"bnb_config_kwargs: {exc}") from exc
+
+
+def named_quantization_config(name: str, kwargs: dict[str, Any]) -> Any:
+    """`transformers.<name>(**kwargs)`, checked to be one of transformers' quantization configs."""
+    import transformers
+    from transformers.utils.quantization_config import QuantizationConfigMixin
+
+    cls = getattr(transformers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, QuantizationConfigMixin)):
+        known = sorted(n for n in dir(transformers) if n.endswith("Config") and isinstance(getattr(transformers, n, None), type)
+                       and issubclass(getattr(transformers, n), QuantizationConfigMixin))
+        raise UserError(f"model_quantization_config: '{name}' is not a transformers quantization config",
+                        hint=f"one of: {', '.join(known)}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"model_quantization_config_kwargs: {exc}") from exc
 
 
 def config_overrides(recipe: SftRecipe, source: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ REFUSED = {
     "gptq": "training on a GPTQ-quantized base is not offered; use adapter: qlora on the original model",
     "loss_watchdog_threshold": "the loss watchdog is not offered; remove it",
     "auto_resume_from_checkpoints": "resuming is explicit: rerun the command with --resume",
+    "peft": "LoftQ initialisation (peft: loftq_config) is not offered; remove the block (LoRA starts from zero)",
     "max_packed_sequence_len": "replaced by sample_packing with sequence_len in Axolotl too; remove it",
 }
 LIGER_PLUGIN = "axolotl.integrations.liger.LigerPlugin"

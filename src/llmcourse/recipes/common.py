@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from llmcourse.recipes.base import Recipe
 
 Precision = Literal["auto", True, False]
+
+
+def legacy_message_fields(data: Any) -> Any:
+    """Axolotl's older `message_field_role` / `message_field_content` as `message_property_mappings`."""
+    if isinstance(data, dict) and ("message_field_role" in data or "message_field_content" in data):
+        data = dict(data)
+        mappings = dict(data.get("message_property_mappings") or {})
+        for old, key in (("message_field_role", "role"), ("message_field_content", "content")):
+            if old in data:
+                mappings.setdefault(key, data.pop(old))
+        data["message_property_mappings"] = mappings
+    return data
 
 
 class DatasetSource(Recipe):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from llmcourse.core.errors import did_you_mean
-from llmcourse.recipes.common import DatasetSource
+from llmcourse.recipes.common import DatasetSource, legacy_message_fields
 from llmcourse.recipes.sft import SftRecipe, normalize_axolotl
 
 # rl -> which TRL trainer runs it; dpo and ipo share DPOTrainer, simpo is CPOTrainer's loss.
@@ -38,6 +38,11 @@ class PreferenceDataset(DatasetSource):
     field_rejected: str = "rejected"
     message_property_mappings: dict[str, str] = Field(default_factory=dict)
     roles: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_fields(cls, data: Any) -> Any:
+        return legacy_message_fields(data)
 
     @field_validator("type", mode="before")
     @classmethod

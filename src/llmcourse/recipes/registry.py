@@ -62,10 +62,15 @@ PREFERENCE_RL = ("dpo", "ipo", "orpo", "simpo")
 
 
 def command_from_keys(data: Any, path: Path) -> str | None:
-    """The command an unmarked file is for, from its keys as Axolotl and mergekit write them:
-    `rl:` → dpo, `base_model` with `datasets` → sft; None when the shape says nothing."""
+    """The command an unmarked file is for, from its keys as Axolotl, mergekit and lm-eval write them:
+    `rl:` → dpo, `base_model` with `datasets` → sft, `models` with `suite`/`tasks` → eval, `model`
+    with `formats` → quantize, `data` with `tokenizer`/`model` sections → pretrain; None when the
+    shape says nothing."""
     if not isinstance(data, dict):
         return None
+    if "task" in data and ("dataset_path" in data or "doc_to_text" in data):
+        raise UserError(f"{path}: this is an lm-eval task file, not a recipe",
+                        hint=f"pass its folder to llmcourse eval: --include-path {path.parent} (or include_path: in an eval recipe)")
     if "merge_method" in data or "slices" in data or ("experts" in data and "gate_mode" in data):
         raise UserError(f"{path}: this is a mergekit config, not a recipe", hint=f"run it with `llmcourse merge {path}`")
     rl = data.get("rl")
@@ -75,6 +80,12 @@ def command_from_keys(data: Any, path: Path) -> str | None:
         raise UserError(f"{path}: rl: {rl} is not supported yet", hint=f"rl: one of {', '.join(PREFERENCE_RL)}")
     if "base_model" in data and "datasets" in data:
         return "sft"
+    if "models" in data and ("suite" in data or "tasks" in data):
+        return "eval"
+    if "model" in data and "formats" in data:
+        return "quantize"
+    if isinstance(data.get("data"), dict) and ("tokenizer" in data or isinstance(data.get("model"), dict)):
+        return "pretrain"
     return None
 
 

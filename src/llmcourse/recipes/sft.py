@@ -11,7 +11,7 @@ from llmcourse.core.chat_formats import check_template_name
 from llmcourse.core.errors import did_you_mean
 from llmcourse.recipes.axolotl_keys import refuse_and_map
 from llmcourse.recipes.base import CommandRecipe, Recipe
-from llmcourse.recipes.common import DatasetSource, TrainSection
+from llmcourse.recipes.common import DatasetSource, TrainSection, legacy_message_fields
 from llmcourse.recipes.trackers import TrackerKeys
 
 SPECIAL_TOKEN_ROLES = ("bos", "eos", "unk", "pad", "sep", "cls", "mask")
@@ -47,6 +47,11 @@ class SftDataset(DatasetSource):
     template_thinking_key: str = "reasoning_content"  # ...this key (Qwen 3 renders it; other templates drop it)
     shards: int | None = Field(default=None, gt=0)  # keep one shard of this many (Axolotl's shards / shards_idx)
     shards_idx: int = Field(default=0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_fields(cls, data: Any) -> Any:
+        return legacy_message_fields(data)
 
     @field_validator("type", mode="before")
     @classmethod
@@ -146,6 +151,8 @@ class SftRecipe(CommandRecipe, TrackerKeys):
     tokenizer_use_fast: bool = True
     tokenizer_legacy: bool | None = None
     bnb_config_kwargs: dict[str, Any] = Field(default_factory=dict)  # extra BitsAndBytesConfig arguments
+    model_quantization_config: str | None = None  # a transformers quantization config class by name (Mxfp4Config)...
+    model_quantization_config_kwargs: dict[str, Any] = Field(default_factory=dict)  # ...and its arguments
     eot_tokens: list[str] = Field(default_factory=list)  # tokens that end a turn (besides the template's)
     train_on_eos: Literal["turn", "all", "last", "none"] = "turn"
     dataset_exact_deduplication: bool = False
@@ -208,6 +215,8 @@ class SftRecipe(CommandRecipe, TrackerKeys):
             raise ValueError("load_in_4bit and load_in_8bit are exclusive")
         if (self.load_in_4bit or self.load_in_8bit) and self.adapter == "none":
             raise ValueError("a quantized base cannot be fully fine-tuned; set adapter: lora (or qlora)")
+        if self.model_quantization_config and self.quantized:
+            raise ValueError("model_quantization_config and load_in_4bit/8bit (or adapter: qlora) both quantize the base; keep one")
         if self.merge_adapter and self.adapter == "none":
             raise ValueError("merge_adapter needs adapter: lora or qlora")
         if self.unfrozen_parameters is not None and self.adapter != "none":
