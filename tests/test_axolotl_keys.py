@@ -156,3 +156,28 @@ def test_legacy_message_field_keys_and_the_peft_block() -> None:
         assert source.message_property_mappings == {"role": "from", "content": "value"}
     with pytest.raises(UserError, match="peft: LoftQ initialisation"):
         recipe("peft={loftq_config: {loftq_bits: 4}}")
+
+
+def test_bitsandbytes_optimizers_step_on_this_machine_or_are_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    import torch
+    from transformers import Trainer
+
+    from llmcourse.finetune import sft
+    from llmcourse.lab.model import init_model, llama_config
+
+    model = init_model(llama_config(300, 0, 1, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                    num_key_value_heads=1), seed=0)
+    paged = recipe("optimizer=paged_adamw_8bit")
+    optimizer = Trainer(model=model, args=sft.sft_config(paged, tmp_path, False, 10)).create_optimizer()
+    assert type(optimizer).__module__.startswith("bitsandbytes")
+    before = model.model.layers[0].mlp.up_proj.weight.detach().clone()
+    model(torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss.backward()
+    optimizer.step()
+    assert not torch.equal(before, model.model.layers[0].mlp.up_proj.weight), "the 8-bit paged optimizer updated the weights"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    monkeypatch.setattr(sft, "check_model_source", lambda *a: "m")
+    with pytest.raises(UserError, match="optimizer: paged_adamw_8bit is a bitsandbytes optimizer"):
+        sft.preflight(load_command_recipe("sft", "lab/sft", ["base_model=lab://base", "optimizer=paged_adamw_8bit"], None))

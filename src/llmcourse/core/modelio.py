@@ -93,15 +93,12 @@ def check_model_source(name: str, allow_pickle: bool = False) -> str:
     return str(path)
 
 
-def load_tokenizer(name: str, trust_remote_code: bool = False, **options: Any) -> Any:
-    """A tokenizer from a folder or hub id, with hub failures turned into a UserError.
-
-    `options` go to `AutoTokenizer.from_pretrained` (`use_fast`, `legacy`).
-    """
+def load_tokenizer(name: str, trust_remote_code: bool = False) -> Any:
+    """A tokenizer from a folder or hub id, with hub failures turned into a UserError."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code, **options)
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load tokenizer '{name}': {_first_line(exc)}", hint=hub_failure_hint(name)) from exc
 

@@ -143,11 +143,7 @@ def last_logged(history: list[dict], key: str = "loss") -> float:
 
 def prepare_tokenizer(recipe: SftRecipe) -> tuple[Any, str, list[str]]:
     """The tokenizer with the recipe's chat template and special tokens installed."""
-    options: dict[str, Any] = {"use_fast": recipe.tokenizer_use_fast}
-    if recipe.tokenizer_legacy is not None:
-        options["legacy"] = recipe.tokenizer_legacy
-    tokenizer = load_tokenizer(recipe.tokenizer or check_model_source(recipe.base_model, recipe.allow_pickle), recipe.trust_remote_code,
-                               **options)
+    tokenizer = load_tokenizer(recipe.tokenizer or check_model_source(recipe.base_model, recipe.allow_pickle), recipe.trust_remote_code)
     added: list[str] = []
     for role, token in recipe.special_tokens.items():
         if getattr(tokenizer, f"{role}_token", None) != token:

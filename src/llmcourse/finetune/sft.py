@@ -38,6 +38,10 @@ def preflight(recipe: SftRecipe) -> None:
         raise UserError(f"deepspeed: '{recipe.deepspeed}' is neither a preset ({', '.join(DEEPSPEED_PRESETS)}) nor a JSON file")
     if recipe.deepspeed and importlib.util.find_spec("deepspeed") is None:
         raise UserError("deepspeed: the deepspeed package is not installed", hint="pip install deepspeed (GPU clusters only)")
+    optimizer = recipe.train.optimizer
+    if any(part in optimizer for part in ("bnb", "8bit", "paged", "lion_")) and importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(f"optimizer: {optimizer} is a bitsandbytes optimizer, and bitsandbytes is not installed",
+                        hint="pip install 'llmcourse[bnb]', or optimizer: adamw_torch")
     check_reporters(recipe)
     if recipe.hub_model_id and hub_offline():
         raise UserError("hub_model_id: HF_HUB_OFFLINE is set, so the output could not be pushed", hint="unset HF_HUB_OFFLINE, or remove hub_model_id")

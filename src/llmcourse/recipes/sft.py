@@ -24,6 +24,7 @@ AXOLOTL_IGNORED = {
     "loss_watchdog_patience", "eval_table_size", "eval_max_new_tokens", "save_safetensors", "logging_dir",
     "dataset_processes", "ddp_timeout", "eval_causal_lm_metrics", "profiler_steps", "trust_remote_code_tokenizer",
     "micro_batch_eval_size", "lora_fan_in_fan_out",  # PEFT sets fan_in_fan_out from each layer's type
+    "tokenizer_use_fast", "tokenizer_legacy",  # transformers 5 has one tokenizer implementation: nothing to choose
 }
 
 
@@ -148,8 +149,6 @@ class SftRecipe(CommandRecipe, TrackerKeys):
     fsdp: str | list[str] | None = None  # transformers' FSDP options, as a string or Axolotl's list
     fsdp_config: dict[str, Any] | None = None  # passed to transformers' fsdp_config (accelerate's FSDP plugin)
     config_overrides: dict[str, Any] = Field(default_factory=dict)  # Axolotl's model_config: changes to config.json
-    tokenizer_use_fast: bool = True
-    tokenizer_legacy: bool | None = None
     bnb_config_kwargs: dict[str, Any] = Field(default_factory=dict)  # extra BitsAndBytesConfig arguments
     model_quantization_config: str | None = None  # a transformers quantization config class by name (Mxfp4Config)...
     model_quantization_config_kwargs: dict[str, Any] = Field(default_factory=dict)  # ...and its arguments
