@@ -181,3 +181,17 @@ def test_bitsandbytes_optimizers_step_on_this_machine_or_are_one_clear_line(tmp_
     monkeypatch.setattr(sft, "check_model_source", lambda *a: "m")
     with pytest.raises(UserError, match="optimizer: paged_adamw_8bit is a bitsandbytes optimizer"):
         sft.preflight(load_command_recipe("sft", "lab/sft", ["base_model=lab://base", "optimizer=paged_adamw_8bit"], None))
+
+
+def test_attention_kernels_that_cannot_train_here_fall_back_with_a_warning() -> None:
+    import torch
+
+    from llmcourse.finetune.adapters import attention_implementation
+
+    assert recipe("attn_implementation=flex").attn_implementation == "flex_attention"
+    assert recipe("flash_attention=true").attn_implementation == "flash_attention_2"
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU these kernels can run")
+    attention_implementation.cache_clear()
+    assert attention_implementation("flex_attention") is None and attention_implementation("flash_attention_2") is None
+    assert attention_implementation("eager") == "eager"

@@ -18,13 +18,18 @@ def attention_implementation(requested: str) -> str | None:
     `auto` picks flash-attention 2 on a GPU where it is installed, else None: transformers' own
     choice for the architecture (SDPA where the model supports it, eager where not, e.g. Gemma 2).
     `flash_attention_2` where it cannot run (no CUDA device or no flash-attn package: an Axolotl
-    config's `flash_attention: true` on a laptop) falls back to that choice, with a warning.
+    config's `flash_attention: true` on a laptop), and `flex_attention` on a CPU (it cannot train
+    there), fall back to that choice, with a warning.
     """
     import importlib.util
 
     import torch
 
     flash_ready = torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+    if requested == "flex_attention" and not torch.cuda.is_available():
+        err.print("[yellow]warning:[/] attn_implementation: flex_attention has no backward pass on CPUs in torch; "
+                  "using the architecture's default attention instead")
+        return None
     if requested == "flash_attention_2" and not flash_ready:
         missing = "a CUDA device" if not torch.cuda.is_available() else "the flash-attn package (pip install flash-attn)"
         err.print(f"[yellow]warning:[/] flash_attention / attn_implementation: flash_attention_2 needs {missing}; "

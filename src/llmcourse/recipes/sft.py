@@ -162,6 +162,11 @@ class SftRecipe(CommandRecipe, TrackerKeys):
     def _axolotl_keys(cls, data: Any) -> Any:
         return normalize_axolotl(data, cls)
 
+    @field_validator("attn_implementation", mode="before")
+    @classmethod
+    def _attention_names(cls, value: Any) -> Any:
+        return {"flex": "flex_attention", "flash": "flash_attention_2", "fa2": "flash_attention_2"}.get(value, value)
+
     @field_validator("chat_template")
     @classmethod
     def _template_name(cls, value: str | None) -> str | None:
