@@ -22,8 +22,18 @@ for group in (train, recipes, lab, merge, quantize, generate, serve, eval_comman
 
 
 def main() -> None:
-    """Console-script entry point (library output on stdout is sent to stderr; see core/console.py)."""
+    """Console-script entry point (library output on stdout is sent to stderr; see core/console.py).
+
+    Into a log file rather than a terminal, the libraries' tqdm bars (lm-eval prints one per task)
+    are switched off; our own progress is rich's, which a log gets as plain lines.
+    """
+    import os
+    import sys
+
     from llmcourse.core.console import results_only_on_stdout
+
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")  # read by tqdm when it is imported, so before any library
 
     with results_only_on_stdout():
         app()
