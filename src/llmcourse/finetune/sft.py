@@ -111,8 +111,11 @@ def sft_config(recipe: SftRecipe, folder: Path, has_eval: bool, steps_per_epoch:
     )
 
 
-def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
-    """Fine-tune the base on the recipe's data; returns the summary written to `report.json`."""
+def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Fine-tune the base on the recipe's data; returns the summary written to `report.json`.
+
+    `callbacks`: more transformers `TrainerCallback`s for the run (the benchmarks watch held-out loss).
+    """
     preflight(recipe)
     output = Path(recipe.output_dir or "outputs/sft")
     check_output_or_checkpoint(output, overwrite, resume)
@@ -148,7 +151,7 @@ def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False) -> dic
         state.wait_for_everyone()
         metrics = MetricsLog(folder / "metrics.jsonl") if state.is_main_process else None
         stopper = interrupt_callback()
-        callbacks = [stopper] + (trainer_callbacks(metrics, "sft") if metrics else []) + early_stopping(recipe)
+        callbacks = [stopper] + (trainer_callbacks(metrics, "sft") if metrics else []) + early_stopping(recipe) + list(callbacks or [])
         config = sft_config(recipe, folder, bool(eval_rows), steps_per_epoch)
         train_data = Dataset.from_list(train_rows)
         eval_data = Dataset.from_list(eval_rows) if eval_rows else None
