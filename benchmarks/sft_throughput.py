@@ -1,9 +1,13 @@
-"""SFT throughput: `llmcourse sft` (packed, padding-free) vs plain TRL SFTTrainer with its defaults.
+"""SFT throughput and time-to-quality: `llmcourse sft` (packed, padding-free) vs plain TRL SFTTrainer,
+with its defaults and with its own packing switched on (`packing=True`).
 
-Same lab base, same examples (one epoch), same learning rate and schedule, both with loss on the
+Same lab base, same examples (one epoch), same learning rate and schedule, all with loss on the
 answers only. Measured in one run on this machine:
 - tokens/s = non-padding tokens seen / train runtime;
-- final loss = mean answer-token loss of each trained model on the same held-out examples.
+- held-out loss = mean answer-token loss on the same held-out examples, measured every
+  `--watch-every` optimizer steps during training (that time is not counted) and at the end;
+- time-to-quality = training seconds until the held-out loss first reaches the final held-out loss
+  of TRL with its defaults (the reference), or "not reached".
 
     python benchmarks/sft_throughput.py [--examples 3000] [--json OUT.json]
 """
@@ -41,8 +45,42 @@ def heldout_loss(model, tokenizer, rows: list[dict]) -> float:
     return total / count
 
 
-def run_trl_defaults(base: str, train_rows: list[dict], lr: float, out: Path) -> tuple[float, object, object]:
-    """Plain TRL: SFTConfig defaults (batch 8, no packing, padding) with prompt/completion chats."""
+class HeldoutWatch:
+    """A TrainerCallback that measures held-out loss every `every` steps, off the training clock."""
+
+    def __new__(cls, rows: list[dict], every: int):
+        from transformers import TrainerCallback
+
+        class Watch(TrainerCallback):
+            def __init__(self) -> None:
+                self.points: list[tuple[float, int, float]] = []  # (training seconds, step, held-out loss)
+                self.paused = 0.0
+                self.started = 0.0
+
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.started = time.perf_counter()
+
+            def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+                if state.global_step % every:
+                    return
+                now = time.perf_counter()
+                trained = now - self.started - self.paused
+                loss = heldout_loss(model, processing_class, rows)
+                model.train()
+                self.paused += time.perf_counter() - now
+                self.points.append((trained, state.global_step, loss))
+
+        return Watch()
+
+
+def time_to(points: list[tuple[float, int, float]], target: float) -> float | None:
+    """Training seconds at the first watched point whose held-out loss is at or below `target`."""
+    return next((seconds for seconds, _, loss in points if loss <= target), None)
+
+
+def run_trl(base: str, train_rows: list[dict], lr: float, out: Path, watch: object, packing: bool = False) -> tuple[float, object, object]:
+    """Plain TRL: SFTConfig defaults (batch 8, no packing, padding) with prompt/completion chats;
+    with `packing`, TRL's own packing (BFD, padding-free) switched on, nothing else changed."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -56,13 +94,14 @@ def run_trl_defaults(base: str, train_rows: list[dict], lr: float, out: Path) ->
     data = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in train_rows])
     config = SFTConfig(output_dir=str(out), num_train_epochs=1, learning_rate=lr, lr_scheduler_type="cosine",
                        warmup_steps=20, report_to="none", save_strategy="no", logging_steps=50, seed=0,
-                       use_cpu=not torch.cuda.is_available(), include_num_input_tokens_seen="non_padding", disable_tqdm=True)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
+                       use_cpu=not torch.cuda.is_available(), include_num_input_tokens_seen="non_padding", disable_tqdm=True,
+                       packing=packing)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer, callbacks=[watch])
     result = trainer.train()
-    return trainer.state.num_input_tokens_seen / result.metrics["train_runtime"], trainer.model, tokenizer
+    return trainer.state.num_input_tokens_seen / (result.metrics["train_runtime"] - watch.paused), trainer.model, tokenizer
 
 
-def run_llmcourse(base: str, count: int, lr: float, out: Path, micro_batch: int) -> tuple[float, object, object]:
+def run_llmcourse(base: str, count: int, lr: float, out: Path, micro_batch: int, watch: object) -> tuple[float, object, object]:
     """`llmcourse sft` with the lab recipe: packed, padding-free batches."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -73,8 +112,10 @@ def run_llmcourse(base: str, count: int, lr: float, out: Path, micro_batch: int)
         f"base_model={base}", f"datasets.0.num_samples={count}", "max_steps=-1", "num_epochs=1",
         f"learning_rate={lr}", f"micro_batch_size={micro_batch}", "eval_lab_count=0", "logging_steps=50",
     ], out)
-    summary = run(recipe, overwrite=True)
-    return summary["tokens_per_second"], AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    summary = run(recipe, overwrite=True, callbacks=[watch])
+    runtime = summary["tokens_seen"] / summary["tokens_per_second"]
+    tokens_per_s = summary["tokens_seen"] / (runtime - watch.paused)  # the watch's time left out
+    return tokens_per_s, AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
 
 
 def main() -> int:
@@ -83,6 +124,8 @@ def main() -> int:
     parser.add_argument("--examples", type=int, default=3000)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--micro-batch", type=int, default=4, help="packed rows of 256 tokens per step for llmcourse")
+    parser.add_argument("--watch-every", type=int, default=25, help="optimizer steps between held-out loss measurements")
+    parser.add_argument("--watch-rows", type=int, default=100, help="held-out examples measured while training")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -93,21 +136,31 @@ def main() -> int:
     base = build([])["path"]
     train_rows = lab_rows(DatasetSource(path="lab://all", num_samples=args.examples), "messages", args.examples)
     heldout = lab_rows(DatasetSource(path="lab://all", split="heldout", num_samples=300), "messages", 300)
+    watch_rows = heldout[: args.watch_rows]
+    runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        trl_tps, trl_model, trl_tok = run_trl_defaults(base, train_rows, args.learning_rate, Path(tmp) / "trl")
-        trl_loss = heldout_loss(trl_model, trl_tok, heldout)
-        ours_tps, our_model, our_tok = run_llmcourse(base, args.examples, args.learning_rate, Path(tmp) / "ours", args.micro_batch)
-        our_loss = heldout_loss(our_model, our_tok, heldout)
+        for name in ("trl_defaults", "trl_packing", "llmcourse"):
+            watch = HeldoutWatch(watch_rows, args.watch_every)
+            if name == "llmcourse":
+                tps, model, tokenizer = run_llmcourse(base, args.examples, args.learning_rate, Path(tmp) / name, args.micro_batch, watch)
+            else:
+                tps, model, tokenizer = run_trl(base, train_rows, args.learning_rate, Path(tmp) / name, watch, packing=name == "trl_packing")
+            runs[name] = {"tokens_per_s": round(tps, 1), "heldout_loss": round(heldout_loss(model, tokenizer, heldout), 4),
+                          "watched": [(round(s, 1), step, round(loss, 4)) for s, step, loss in watch.points]}
         elapsed = time.perf_counter() - started
+    target = runs["trl_defaults"]["heldout_loss"]
+    watched_target = runs["trl_defaults"]["watched"][-1][2] if runs["trl_defaults"]["watched"] else target
+    for values in runs.values():
+        values["seconds_to_reference_loss"] = time_to(values["watched"], watched_target)
+    ours = runs["llmcourse"]
     result = {
         "examples": args.examples,
-        "trl_tokens_per_s": round(trl_tps, 1),
-        "llmcourse_tokens_per_s": round(ours_tps, 1),
-        "throughput_ratio": round(ours_tps / trl_tps, 3),
-        "trl_heldout_loss": round(trl_loss, 4),
-        "llmcourse_heldout_loss": round(our_loss, 4),
-        "loss_relative_difference": round(abs(our_loss - trl_loss) / trl_loss, 4),
+        "reference_heldout_loss (TRL defaults, watched subset)": watched_target,
+        **{f"{name}_{key}": value for name, values in runs.items() for key, value in values.items() if key != "watched"},
+        "throughput_ratio_vs_defaults": round(ours["tokens_per_s"] / runs["trl_defaults"]["tokens_per_s"], 3),
+        "throughput_ratio_vs_packing": round(ours["tokens_per_s"] / runs["trl_packing"]["tokens_per_s"], 3),
+        "watched": {name: values["watched"] for name, values in runs.items()},
         "elapsed_s": round(elapsed, 1),
     }
     print(json.dumps(result, indent=2))
