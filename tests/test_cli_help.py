@@ -67,3 +67,18 @@ def test_what_libraries_print_on_stdout_goes_to_stderr(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr
     assert "LIBRARY BANNER" in completed.stderr and "LIBRARY BANNER" not in completed.stdout
     assert yaml.safe_load(completed.stdout)["model"] == "lab://base"
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_library_progress_bars_are_off_only_when_stderr_is_not_a_terminal(terminal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from llmcourse.cli import main
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    monkeypatch.setattr(sys, "argv", ["llmcourse", "--help"])
+    with pytest.raises(SystemExit):
+        main()
+    assert os.environ.get("TQDM_DISABLE") == (None if terminal else "1"), "tqdm reads it once, when a library imports it"
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
