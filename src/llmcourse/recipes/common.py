@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from llmcourse.recipes.base import Recipe
 
@@ -60,3 +60,15 @@ class TrainSection(Recipe):
     fp16: Precision = False
     gradient_checkpointing: bool = False
     seed: int = 0
+
+
+class ChatDatasetSource(DatasetSource):
+    """A dataset of chat messages: how its messages name their role and content (Axolotl's keys)."""
+
+    message_property_mappings: dict[str, str] = Field(default_factory=dict)
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_fields(cls, data: Any) -> Any:
+        return legacy_message_fields(data)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from llmcourse.core.errors import did_you_mean
-from llmcourse.recipes.common import DatasetSource, legacy_message_fields
+from llmcourse.recipes.common import ChatDatasetSource
 from llmcourse.recipes.sft import SftRecipe, normalize_axolotl
 
 # rl -> which TRL trainer runs it; dpo and ipo share DPOTrainer, simpo is CPOTrainer's loss.
@@ -27,7 +27,7 @@ AXOLOTL_RL_ALIASES = {"rl_beta": "beta", "dpo_beta": "beta", "orpo_alpha": "beta
                       "cpo_alpha": "sft_weight", "simpo_gamma": "simpo_gamma"}
 
 
-class PreferenceDataset(DatasetSource):
+class PreferenceDataset(ChatDatasetSource):
     """A preference dataset: which columns hold the prompt, the chosen and the rejected answer."""
 
     type: Literal["preference", "chat_template", "intel", "argilla", "ultra"] | None = None
@@ -36,13 +36,6 @@ class PreferenceDataset(DatasetSource):
     field_messages: str | None = None
     field_chosen: str = "chosen"
     field_rejected: str = "rejected"
-    message_property_mappings: dict[str, str] = Field(default_factory=dict)
-    roles: dict[str, list[str]] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_fields(cls, data: Any) -> Any:
-        return legacy_message_fields(data)
 
     @field_validator("type", mode="before")
     @classmethod

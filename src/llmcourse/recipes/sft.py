@@ -11,7 +11,7 @@ from llmcourse.core.chat_formats import check_template_name
 from llmcourse.core.errors import did_you_mean
 from llmcourse.recipes.axolotl_keys import refuse_and_map
 from llmcourse.recipes.base import CommandRecipe, Recipe
-from llmcourse.recipes.common import DatasetSource, TrainSection, legacy_message_fields
+from llmcourse.recipes.common import ChatDatasetSource, TrainSection
 from llmcourse.recipes.trackers import TrackerKeys
 
 SPECIAL_TOKEN_ROLES = ("bos", "eos", "unk", "pad", "sep", "cls", "mask")
@@ -31,7 +31,7 @@ AXOLOTL_IGNORED = {
 SFT_TYPES = ("alpaca", "sharegpt", "messages", "chat_template", "completion", "text")
 
 
-class SftDataset(DatasetSource):
+class SftDataset(ChatDatasetSource):
     """A dataset with its format (`type`) and Axolotl-style field mappings."""
 
     type: Literal["alpaca", "sharegpt", "messages", "chat_template", "completion", "text"] | None = None
@@ -41,18 +41,11 @@ class SftDataset(DatasetSource):
     field_input: str = "input"
     field_output: str = "output"
     field_system: str = "system"
-    message_property_mappings: dict[str, str] = Field(default_factory=dict)
-    roles: dict[str, list[str]] = Field(default_factory=dict)
     drop_system_message: bool = False
     field_thinking: str | None = None  # a message's reasoning trace, handed to the template as...
     template_thinking_key: str = "reasoning_content"  # ...this key (Qwen 3 renders it; other templates drop it)
     shards: int | None = Field(default=None, gt=0)  # keep one shard of this many (Axolotl's shards / shards_idx)
     shards_idx: int = Field(default=0, ge=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_fields(cls, data: Any) -> Any:
-        return legacy_message_fields(data)
 
     @field_validator("type", mode="before")
     @classmethod
