@@ -115,11 +115,11 @@ def load_examples(recipe: SftRecipe) -> list[tuple[str, dict[str, Any]]]:
             dataset = dataset.shard(num_shards=source.shards, index=source.shards_idx)
         kind = detect_type(source, dataset.column_names)
         examples += [(source.path, to_example(row, source, kind, where)) for row in dataset]
-    if recipe.dataset_exact_deduplication:
+    if recipe.dataset_exact_deduplication:  # the first of identical examples is kept
         import json
 
-        seen: set[str] = set()
-        examples = [e for e in examples if not (key := json.dumps(e[1], sort_keys=True)) in seen and not seen.add(key)]
+        unique = {json.dumps(example, sort_keys=True): (path, example) for path, example in reversed(examples)}
+        examples = list(reversed(unique.values()))
     random.Random(recipe.train.seed).shuffle(examples)
     return examples
 
