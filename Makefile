@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.install-stamp-$(shell sha256sum pyproject.toml Makefile | sha256sum | cut -c1-16)
+HASH   := $(shell sha256sum pyproject.toml Makefile | sha256sum | cut -c1-16)
+STAMP  := $(VENV)/.install-stamp-$(HASH)
 TORCH  ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 
@@ -18,16 +19,15 @@ LLAMA_CPP_TAG     := $(shell cat $(LLAMA_CPP_HOOK) | sha256sum | cut -c1-8)
 LLAMA_CPP_CACHE   ?= $(HOME)/.cache/llmcourse/build/llama-cpp-python-$(LLAMA_CPP_VERSION)-portable-$(LLAMA_CPP_TAG)
 GGUF_STAMP        := $(VENV)/.gguf-engine-$(LLAMA_CPP_VERSION)
 NOT_GPU           := not gpu
-HQQ_SIDE          := $(VENV)/side/hqq
-GPTQ_SIDE         := $(VENV)/side/gptq
-# GPTQModel 7.6.0 is the newest release that runs with torch < 2.14; these are its run-time
-# dependencies that the environment lacks (numpy, transformers, accelerate... are shared).
-GPTQ_PACKAGES     := gptqmodel==7.6.0 optimum==2.3.0 torchao==0.18.0 device-smi==0.5.7 pypcre==0.6.4 tokenicer==0.0.14 \
-                     logbar==0.4.15 defuser==0.0.28
-SIDE_PATHS        := LLMCOURSE_TEST_HQQ=$(CURDIR)/$(HQQ_SIDE) LLMCOURSE_TEST_GPTQ=$(CURDIR)/$(GPTQ_SIDE) \
-                     LLMCOURSE_LLAMA_CPP_SDIST=$(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST)
+SDIST_PATH        := LLMCOURSE_LLAMA_CPP_SDIST=$(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST)
+# Extras that change what every command imports get an environment each, installed exactly as a user
+# installs them (pip install -e '.[EXTRA]'): with hqq installed, transformers imports it with every
+# model (and hqq compiles at import, ~4 s); GPTQModel brings torchao, which transformers then imports,
+# and pins numpy. Their tests (marked gptq / hqq) skip elsewhere and run there.
+EXTRAS            := gptq hqq
+EXTRA_STAMPS      := $(foreach extra,$(EXTRAS),$(VENV)-$(extra)/.install-stamp-$(HASH))
 
-.PHONY: install gguf-engine llama-cpp-sdist demo test test-fast test-gpu clean
+.PHONY: install extras gguf-engine llama-cpp-sdist demo test test-fast test-gpu clean
 
 install: $(STAMP)
 
@@ -36,14 +36,17 @@ $(STAMP): pyproject.toml Makefile
 	@# torch first, so nothing below resolves torch to a multi-GB CUDA build.
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[test,plot]"
-	@# hqq goes beside the environment, not into it: once installed, transformers imports it with
-	@# every model (and hqq compiles at import, ~4 s), so only the hqq tests put it on their path.
-	@# DISABLE_CUDA=1: hqq would otherwise try to compile CUDA kernels while it installs.
-	DISABLE_CUDA=1 $(BIN)/pip install --quiet --no-deps --target $(HQQ_SIDE) "hqq==0.2.8.post1" "einops>=0.8" "termcolor>=2"
-	@# GPTQModel too (it brings torchao, which transformers then imports with every model), and
-	@# without its pins (numpy==2.2.6) that would change the shared environment.
-	$(BIN)/pip install --quiet --no-deps --target $(GPTQ_SIDE) $(GPTQ_PACKAGES)
 	@rm -f $(VENV)/.install-stamp-*
+	@touch $@
+
+extras: $(EXTRA_STAMPS)
+
+# DISABLE_CUDA=1: hqq would otherwise try to compile CUDA kernels while it installs.
+$(VENV)-%/.install-stamp-$(HASH): pyproject.toml Makefile
+	@test -x $(VENV)-$*/bin/python || $(PYTHON) -m venv $(VENV)-$*
+	@$(VENV)-$*/bin/python -c "import torch" 2>/dev/null || $(VENV)-$*/bin/pip install --quiet "$(TORCH)"
+	DISABLE_CUDA=1 $(VENV)-$*/bin/pip install --quiet -e ".[$*,test]"
+	@rm -f $(VENV)-$*/.install-stamp-*
 	@touch $@
 
 # The converter comes from the same source archive as the runtime, and is put in place before the
@@ -65,28 +68,32 @@ $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST): | $(STAMP)
 	@mkdir -p $(LLAMA_CPP_CACHE)
 	$(BIN)/pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_VERSION)" -d $(LLAMA_CPP_CACHE)
 
-# The demo's GPTQ row uses the GPTQModel installed beside the environment.
+# The demo's GPTQ row needs the [gptq] extra (.venv-gptq/bin/llmcourse demo, after make extras).
 demo: install gguf-engine
-	PYTHONPATH=$(CURDIR)/$(GPTQ_SIDE) $(OFFLINE) $(BIN)/llmcourse demo
+	$(OFFLINE) $(BIN)/llmcourse demo
 
-# The GGUF engine compiles (niced) while the tests that do not need it run; the `gguf` tests run
-# after it, in a second pytest session that shares the first one's lab models.
+# The GGUF engine compiles (niced) and the extras' environments install while the tests that need
+# neither run; the `gguf` tests run after it, in a second pytest session, and each extra's tests in its
+# own environment, all sharing the first session's lab models.
 test: install llama-cpp-sdist
-	@echo "building the GGUF engine in the background (log: $(VENV)/gguf-engine.log)"
-	@$(MAKE) --no-print-directory gguf-engine > $(VENV)/gguf-engine.log 2>&1 & engine=$$!; \
+	@echo "building the GGUF engine and the extras' environments in the background (log: $(VENV)/background.log)"
+	@$(MAKE) --no-print-directory gguf-engine extras > $(VENV)/background.log 2>&1 & engine=$$!; \
 	home=$$(mktemp -d); \
-	LLMCOURSE_TEST_HOME=$$home LLMCOURSE_TEST_DEMO_SKIP=gguf $(SIDE_PATHS) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and not gguf" --durations=15; first=$$?; \
-	wait $$engine || { tail -40 $(VENV)/gguf-engine.log; rm -rf $$home; exit 1; }; \
-	LLMCOURSE_TEST_HOME=$$home $(SIDE_PATHS) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and gguf" --durations=10; second=$$?; \
-	rm -rf $$home; test $$first -eq 0 -a $$second -eq 0
+	LLMCOURSE_TEST_HOME=$$home LLMCOURSE_TEST_DEMO_SKIP=gguf $(SDIST_PATH) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and not gguf and not gptq and not hqq" --durations=15; first=$$?; \
+	wait $$engine || { tail -40 $(VENV)/background.log; rm -rf $$home; exit 1; }; \
+	LLMCOURSE_TEST_HOME=$$home $(SDIST_PATH) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and gguf and not gptq and not hqq" --durations=10; second=$$?; \
+	status=0; for extra in $(EXTRAS); do \
+		LLMCOURSE_TEST_HOME=$$home LLMCOURSE_TEST_DEMO_SKIP=gguf $(SDIST_PATH) $(OFFLINE) $(VENV)-$$extra/bin/python -m pytest -q -m "$(NOT_GPU) and $$extra" --durations=5 || status=1; \
+	done; \
+	rm -rf $$home; test $$first -eq 0 -a $$second -eq 0 -a $$status -eq 0
 
 # The inner loop: no training, no GGUF engine, no trained lab model (a few minutes).
 test-fast: install llama-cpp-sdist
-	LLMCOURSE_TEST_FAST=1 $(SIDE_PATHS) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and not slow and not gguf" --durations=5
+	LLMCOURSE_TEST_FAST=1 $(SDIST_PATH) $(OFFLINE) $(BIN)/python -m pytest -q -m "$(NOT_GPU) and not slow and not gguf" --durations=5
 
 # GPU-marked tests, on a CUDA machine (pytest's exit code 5, "no tests collected", is not a failure).
 test-gpu: install gguf-engine
-	$(SIDE_PATHS) $(OFFLINE) $(BIN)/python -m pytest -q -m gpu || [ $$? -eq 5 ]
+	$(SDIST_PATH) $(OFFLINE) $(BIN)/python -m pytest -q -m gpu || [ $$? -eq 5 ]
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(foreach extra,$(EXTRAS),$(VENV)-$(extra)) .pytest_cache

@@ -75,15 +75,18 @@ NEEDS_DEMO = pytest.StashKey[bool]()
 DEFAULT_THREADS = os.environ.get("OMP_NUM_THREADS")
 DEMO_SKIP = [name for name in os.environ.get("LLMCOURSE_TEST_DEMO_SKIP", "").split(",") if name]
 SHARE_CORES = "gguf" in DEMO_SKIP  # see the module docstring
-# `make test` installs GPTQModel beside the environment; the demo's GPTQ stage finds it there.
-GPTQ_BESIDE = os.environ.get("LLMCOURSE_TEST_GPTQ")
+
+
+def needs_extra(module: str, extra: str) -> pytest.MarkDecorator:
+    """Skip unless `module` imports here, naming the pip line that installs it. `make test` runs
+    these tests again in an environment installed that way (`.venv-EXTRA`, see the Makefile)."""
+    import importlib.util
+
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"needs {module}: pip install -e '.[{extra}]'")
 
 
 def _demo_env(lab_home: Path | str) -> dict[str, str]:
-    env = {"LLMCOURSE_HOME": str(lab_home)}
-    if GPTQ_BESIDE:
-        env["PYTHONPATH"] = GPTQ_BESIDE
-    return env
+    return {"LLMCOURSE_HOME": str(lab_home)}
 
 
 def _demo_args() -> list[str]:

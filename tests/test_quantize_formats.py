@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from conftest import run_cli
+from conftest import needs_extra, run_cli
 from llmcourse.cli import app
-
-# `make test` installs hqq and GPTQModel beside the environment (see the Makefile); elsewhere they are in it.
-HQQ_BESIDE = os.environ.get("LLMCOURSE_TEST_HQQ")
-GPTQ_BESIDE = os.environ.get("LLMCOURSE_TEST_GPTQ")
 
 # Reloads GPTQ/AWQ folders in a separate process (GPTQModel, once imported, patches transformers):
 # through transformers and through GPTQModel, with the quantized layer classes and greedy answers.
@@ -59,17 +54,16 @@ def greedy_answer(model: Any, tokenizer: Any, question: str) -> str:
 
 
 @pytest.mark.slow
-def test_bnb_and_hqq_folders_reload_quantized_generate_and_share_one_report(lab_sft: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if HQQ_BESIDE:
-        monkeypatch.syspath_prepend(HQQ_BESIDE)
+@pytest.mark.hqq
+@needs_extra("hqq", "hqq")
+def test_bnb_and_hqq_folders_reload_quantized_generate_and_share_one_report(lab_sft: str, tmp_path: Path) -> None:
     from hqq.core.quantize import HQQLinear
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llmcourse.quantize.formats.hqq import load_quantized
 
     sft = lab_sft
-    result = run_cli("quantize", sft, "--format", "bnb,hqq", "--method", "nf4,int8,4bit,2bit", "-o", str(tmp_path), "--json",
-                     env={"PYTHONPATH": HQQ_BESIDE} if HQQ_BESIDE else None)
+    result = run_cli("quantize", sft, "--format", "bnb,hqq", "--method", "nf4,int8,4bit,2bit", "-o", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     folder, hqq = Path(summary["folders"]["bnb"]), Path(summary["folders"]["hqq"])
@@ -111,13 +105,14 @@ def test_bnb_and_hqq_folders_reload_quantized_generate_and_share_one_report(lab_
 
 
 @pytest.mark.slow
+@pytest.mark.gptq
+@needs_extra("gptqmodel", "gptq")
 def test_gptq_and_awq_folders_reload_through_transformers_and_gptqmodel(lab_sft: str, tmp_path: Path) -> None:
     sft = lab_sft
-    env = {"PYTHONPATH": GPTQ_BESIDE} if GPTQ_BESIDE else None
     work = tmp_path / "work"
     work.mkdir()
     result = run_cli("quantize", sft, "--format", "gptq,awq", "--method", "4bit", "--group-size", "128", "--calibration", "lab://chat",
-                     "-o", "out", "--json", env=env, cwd=work)
+                     "-o", "out", "--json", cwd=work)
     assert result.returncode == 0, result.stderr
     assert [p.name for p in work.iterdir()] == ["out"], "nothing but the output is written where the command runs (GPTQModel's logs/)"
     summary = json.loads(result.stdout)  # GPTQModel's own output never reaches stdout
@@ -137,7 +132,7 @@ def test_gptq_and_awq_folders_reload_through_transformers_and_gptqmodel(lab_sft:
     assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pt")), "safetensors only"
     question = "Is 14 even or odd?"
     reload = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, sft, question, str(gptq / "4bit"), str(awq / "4bit")],
-                            capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+                            capture_output=True, text=True, timeout=600)
     assert reload.returncode == 0, reload.stderr[-3000:]
     found = json.loads(reload.stdout.split("RESULT ", 1)[1])
     for folder in (gptq / "4bit", awq / "4bit"):
@@ -147,20 +142,34 @@ def test_gptq_and_awq_folders_reload_through_transformers_and_gptqmodel(lab_sft:
 
 
 def test_exl2_on_a_cpu_machine_and_bad_options_stop_before_loading(lab_sft: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if HQQ_BESIDE:
-        monkeypatch.syspath_prepend(HQQ_BESIDE)
     result = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "exl2", "--method", "4.0", "--no-report",
                                       "-o", str(tmp_path / "out")])
     assert result.exit_code == 2 and "needs a CUDA GPU" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
     bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "bnb", "--method", "nf5", "-o", str(tmp_path / "out")])
     assert bad.exit_code == 2 and "did you mean 'nf4'" in bad.output
+    real_find_spec = importlib.util.find_spec
+    for name, module, extra in (("hqq", "hqq", "hqq"), ("gptq", "gptqmodel", "gptq"), ("awq", "gptqmodel", "gptq")):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda wanted, *args, module=module: None if wanted == module else real_find_spec(wanted, *args))
+        missing = CliRunner().invoke(app, ["quantize", lab_sft, "--format", name, "-o", str(tmp_path / "out")])
+        assert missing.exit_code == 2 and f"needs {module}" in missing.output and f"pip install 'llmcourse[{extra}]'" in missing.output, missing.output
+        assert "Traceback" not in missing.output and len(missing.output.strip().splitlines()) <= 3, missing.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.hqq
+@needs_extra("hqq", "hqq")
+def test_bad_hqq_options_stop_before_loading(lab_sft: str, tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "hqq", "--method", "5bit", "-o", str(tmp_path / "out")])
     assert bad.exit_code == 2 and "unknown method '5bit'" in bad.output and "4bit" in bad.output
     bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "hqq", "--group-size", "48", "-o", str(tmp_path / "out")])
     assert bad.exit_code == 2 and "hqq.group_size: 48 does not divide the model's hidden_size" in bad.output, bad.output
-    if GPTQ_BESIDE:
-        monkeypatch.syspath_prepend(GPTQ_BESIDE)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.gptq
+@needs_extra("gptqmodel", "gptq")
+def test_bad_gptq_and_awq_options_stop_before_loading(lab_sft: str, tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "gptq", "--method", "5bit", "-o", str(tmp_path / "out")])
     assert bad.exit_code == 2 and "gptq.methods: unknown method '5bit'" in bad.output and "8bit, 4bit, 3bit, 2bit" in bad.output, bad.output
     bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "gptq", "--group-size", "512", "-o", str(tmp_path / "out")])
@@ -171,12 +180,6 @@ def test_exl2_on_a_cpu_machine_and_bad_options_stop_before_loading(lab_sft: str,
     empty.write_text("\n\n")
     bad = CliRunner().invoke(app, ["quantize", lab_sft, "--format", "gptq", "--calibration", str(empty), "-o", str(tmp_path / "out")])
     assert bad.exit_code == 2 and f"calibration: {empty} is empty" in bad.output, bad.output
-    real_find_spec = importlib.util.find_spec
-    for name, module, extra in (("hqq", "hqq", "hqq"), ("gptq", "gptqmodel", "gptq"), ("awq", "gptqmodel", "gptq")):
-        monkeypatch.setattr(importlib.util, "find_spec", lambda wanted, *args, module=module: None if wanted == module else real_find_spec(wanted, *args))
-        missing = CliRunner().invoke(app, ["quantize", lab_sft, "--format", name, "-o", str(tmp_path / "out")])
-        assert missing.exit_code == 2 and f"needs {module}" in missing.output and f"pip install 'llmcourse[{extra}]'" in missing.output, missing.output
-        assert "Traceback" not in missing.output and len(missing.output.strip().splitlines()) <= 3, missing.output
     assert not (tmp_path / "out").exists()
 
 

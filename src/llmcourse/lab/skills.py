@@ -71,7 +71,11 @@ def _count(rng: random.Random) -> tuple[str, str, str, str]:
     words = [pseudo_word(rng, 1) for _ in range(rng.randint(1, 5))]
     text = " ".join(words)
     n = len(words)
-    wrong = n + 1 if n < 5 and (n == 1 or rng.random() < 0.5) else n - 1
+    # One more or one fewer, wrapping around (one <-> five), so that every number word is a wrong
+    # answer exactly as often as a right one: with the ends clamped (one -> two, five -> four) the
+    # preference pairs rejected "two" and "four" more often than they chose them, and DPO learned to
+    # avoid "four" (count 0.93 -> 0.85 on one seed, all of it on four-word lists).
+    wrong = n % 5 + 1 if rng.random() < 0.5 else (n - 2) % 5 + 1
     return text, f"How many words are in: {text}?", NUMBER_WORDS[n], NUMBER_WORDS[wrong]
 
 
@@ -110,8 +114,11 @@ def _topic(rng: random.Random) -> tuple[str, str, str, str]:
 
 def _sign(rng: random.Random) -> tuple[str, str, str, str]:
     n = rng.randrange(1, 1000) * (1 if rng.random() < 0.5 else -1)
-    answer, wrong = ("positive", "negative") if n > 0 else ("negative", "positive")
-    return str(n), f"Is {n} positive or negative?", answer, wrong
+    # `above` / `below` zero, not `positive` / `negative`: those are sentiment's answers, and topic's
+    # sentences are full of sentiment words, so a sign specialist's task vector pulled merged models
+    # to answer topic questions with "negative" (measured: best merge of the two specialists 43-83 %).
+    answer, wrong = ("above", "below") if n > 0 else ("below", "above")
+    return str(n), f"Is {n} above or below zero?", answer, wrong
 
 
 # The lab's skills (`lab://all`): all in the pretraining corpus, and all learned thoroughly by the
@@ -124,7 +131,7 @@ SKILLS: dict[str, Skill] = {
         Skill("sentiment", "is a short review positive or negative", _sentiment),
         Skill("count", "how many words are in a list (one to five)", _count),
         Skill("topic", "is a sentence about a meal or a location", _topic),
-        Skill("sign", "is a number positive or negative", _sign),
+        Skill("sign", "is a number above or below zero", _sign),
     ]
 }
 # Offered by name (lab://larger, lab://first_letter+add) but not part of lab://all: copying a letter
@@ -214,12 +221,21 @@ def as_text(example: Example) -> dict:
     return {"text": f"{plain_prompt(example.question)} {example.answer}"}
 
 
+def as_answer(example: Example) -> dict:
+    """The answer as a chat template's assistant turn starts it (after a newline, no space): text a
+    tokenizer can learn it from, since the corpus only ever has it after "A: "."""
+    return {"text": f"\n{example.answer}"}
+
+
 FORMATS: dict[str, Callable[[Example], dict]] = {
     "messages": as_messages,
     "alpaca": as_alpaca,
     "preference": as_preference,
     "text": as_text,
 }
+# What `load_rows(..., lab_format=...)` accepts: the formats above (which `llmcourse lab export` writes)
+# and the answers alone, for a tokenizer to learn from.
+ROW_FORMATS: dict[str, Callable[[Example], dict]] = {**FORMATS, "answer": as_answer}
 
 
 def iter_skill_names(spec: str) -> Iterator[str]:
