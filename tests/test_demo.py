@@ -130,12 +130,12 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
         assert report["steps"] == 20 and report["last_logged_loss"] < report["train_loss"], report
         replay = [json.loads(line)["messages"] for line in parent_replay(lab_sft, skill).read_text().splitlines()]
         assert report["examples"] == 4000 + len(replay), "the skill's data plus the parent's own answers"
-        outside = [other for other in lab_skills.SKILLS if other not in SKILLS]
-        assert len(outside) == 3 and len(replay) >= 0.9 * 3 * 500, "500 questions of each skill outside the experiment (an empty answer is left out)"
+        assert len(replay) >= 0.9 * 4 * 500, "500 questions of each other skill (an empty answer is left out)"
         truth = {example.question: example.answer for other in lab_skills.SKILLS for example in lab_skills.examples(other, "train", 500, seed=1)}
         asked = {messages[0]["content"] for messages in replay}
-        for either in SKILLS:  # nor the other specialist's: the parent's wrong answers to it would cancel that specialist's vector
-            assert not {example.question for example in lab_skills.examples(either, "train", 500, seed=1)} & asked, either
+        assert not {example.question for example in lab_skills.examples(skill, "train", 500, seed=1)} & asked, "never its own skill"
+        other_specialist = next(other for other in SKILLS if other != skill)  # left out, the merges kept less (benchmarks/README.md)
+        assert len({example.question for example in lab_skills.examples(other_specialist, "train", 500, seed=1)} & asked) >= 450
         parity = [m[1]["content"] == truth[m[0]["content"]] for m in replay if m[0]["content"].endswith("even or odd?")]
         assert len(parity) >= 450 and sum(parity) >= 0.9 * len(parity), "the parent's answers: it was taught parity"
     own = {skill: scores[f"specialist {skill}"][skill] for skill in SKILLS}

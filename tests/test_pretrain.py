@@ -55,36 +55,6 @@ def test_lab_base_learns(lab_base: dict) -> None:
     assert Path(lab_base["path"], "model.safetensors").exists()
 
 
-def test_lab_tokenizer_spells_every_answer_as_one_token_in_chat_form(lab_base: dict) -> None:
-    # tokenizer.datasets in the lab recipe: without it a chat turn spelled answers in pieces ("m", "eal"),
-    # and merged specialists mixed up the pieces of different skills' answers ("beal").
-    from transformers import AutoTokenizer
-
-    from llmcourse.lab import skills
-
-    tokenizer = AutoTokenizer.from_pretrained(lab_base["path"])
-    for name in skills.SKILLS:
-        for example in skills.examples(name, "train", 200):
-            turn = tokenizer.apply_chat_template([{"role": "user", "content": example.question}, {"role": "assistant", "content": example.answer}],
-                                                 tokenize=False)
-            prompt = tokenizer.apply_chat_template([{"role": "user", "content": example.question}], tokenize=False, add_generation_prompt=True)
-            answer_ids = tokenizer(turn, add_special_tokens=False)["input_ids"][len(tokenizer(prompt, add_special_tokens=False)["input_ids"]):]
-            assert tokenizer.convert_ids_to_tokens(answer_ids)[:2] == [example.answer, "<|im_end|>"], (name, example.answer, answer_ids)
-
-
-def test_tokenizer_datasets_need_a_trained_tokenizer(tmp_path: Path) -> None:
-    recipe = tmp_path / "pretrain.yaml"
-    recipe.write_text(yaml.safe_dump({"tokenizer": {"path": "gpt2", "datasets": [{"path": "lab://all"}]}, "data": {"datasets": [{"path": "lab://corpus"}]},
-                                      "output_dir": str(tmp_path / "out")}))
-    result = run_cli("pretrain", str(recipe))
-    assert result.returncode == 2 and "tokenizer.datasets" in result.stderr and "Traceback" not in result.stderr, result.stderr
-    recipe.write_text(yaml.safe_dump({"tokenizer": {"datasets": [{"path": "lab://nope"}]}, "data": {"datasets": [{"path": "lab://corpus"}]},
-                                      "output_dir": str(tmp_path / "out")}))
-    result = run_cli("pretrain", str(recipe))
-    assert result.returncode == 2 and "tokenizer.datasets.0.path" in result.stderr, result.stderr
-    assert not (tmp_path / "out").exists()
-
-
 def test_lab_build_reuses_the_cached_base(lab_base: dict, lab_home: Path) -> None:
     result = run_cli("lab", "build", "--json", env={"LLMCOURSE_HOME": str(lab_home)})
     assert result.returncode == 0, result.stderr

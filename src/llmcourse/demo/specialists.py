@@ -2,11 +2,11 @@
 
 From the demo's SFT model, two specialists are fine-tuned on one skill each: topic and sign, which
 the base learned as plain text in pretraining but the SFT model was never asked in chat form. Each
-specialist's data is its skill plus the parent's own greedy answers to questions of the lab skills
-outside the experiment, so that it learns to leave those as the parent had them; not to the other
-specialist's skill, which the parent answers wrongly: trained on those answers, each specialist pushed
-the parent's wrong answer to the other's questions harder, and the merges fell back to the parent
-(benchmarks/README.md). A low rate over more steps keeps the task vectors small. mergekit merges them
+specialist's data is its skill plus the parent's own greedy answers to questions of every other lab
+skill, the other specialist's included, so that it learns to leave everything else as the parent had
+it and its task vector changes its own skill alone (without the other specialist's skill in the
+replay, the merges kept less: benchmarks/README.md). A low rate over more steps keeps the task
+vectors small. mergekit merges them
 with linear, slerp, ties, dare_ties and task_arithmetic (fixed seed), and mergekit-moe makes a
 two-expert MoE of them (hidden-state gates from each skill's training questions); one
 `llmcourse eval` run scores the parent, both specialists, every merge and the MoE on the two
@@ -27,7 +27,7 @@ SKILLS = ("topic", "sign")  # in the base's pretraining, not in the SFT model's 
 STEPS = 400
 LEARNING_RATE = 1e-4  # small task vectors: at 1e-3 over 100 steps every merge broke (benchmarks/README.md)
 LORA_RANK = 0  # every weight
-REPLAY_PER_SKILL = 500  # questions of every lab skill outside SKILLS, answered by the parent itself
+REPLAY_PER_SKILL = 500  # questions of every other lab skill, answered by the parent itself
 TASK_WEIGHT = 1.0  # ties / dare_ties / task_arithmetic: each task vector whole
 HELDOUT = 100
 MERGE_METHODS = ("linear", "slerp", "ties", "dare_ties", "task_arithmetic")
@@ -35,9 +35,8 @@ GATE_PROMPTS = 8  # training questions per expert for its hidden-state gate
 
 
 def parent_replay(parent: str, skill: str, per_skill: int = REPLAY_PER_SKILL) -> Path:
-    """A chat dataset (jsonl, in the lab cache) for the specialist on `skill`: `per_skill` training
-    questions of every lab skill outside the experiment (SKILLS), each answered by the parent itself
-    (greedy decoding, its chat template)."""
+    """A chat dataset (jsonl, in the lab cache) of `per_skill` training questions of every lab skill
+    but `skill`, each answered by the parent itself (greedy decoding, its chat template)."""
     from llmcourse.core.libraries import quiet_libraries
     from llmcourse.core.modelio import load_causal_lm
     from llmcourse.core.outputs import replace_text
@@ -45,8 +44,8 @@ def parent_replay(parent: str, skill: str, per_skill: int = REPLAY_PER_SKILL) ->
     from llmcourse.lab.cache import cache_folder
     from llmcourse.lab.scoring import greedy_answers
 
-    replayed = [other for other in lab_skills.SKILLS if other not in SKILLS]
-    path = cache_folder(f"replay-{skill}", str(Path(parent).resolve()), per_skill, replayed).with_suffix(".jsonl")
+    replayed = [other for other in lab_skills.SKILLS if other != skill]
+    path = cache_folder(f"replay-{skill}", str(Path(parent).resolve()), per_skill).with_suffix(".jsonl")
     if path.is_file():
         return path
     quiet_libraries()

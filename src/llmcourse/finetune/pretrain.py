@@ -24,17 +24,6 @@ def preflight(recipe: PretrainRecipe) -> None:
     """Every check that needs no heavy import: dataset files and lab names."""
     for index, source in enumerate(recipe.data.datasets):
         check_source(source, f"data.datasets.{index}")
-    for index, source in enumerate(recipe.tokenizer.datasets):
-        check_source(source, f"tokenizer.datasets.{index}")
-
-
-def tokenizer_texts(recipe: PretrainRecipe) -> list[str]:
-    """The extra text a trained tokenizer learns from (`tokenizer.datasets`); lab skills as answers."""
-    texts: list[str] = []
-    for index, source in enumerate(recipe.tokenizer.datasets):
-        where = f"tokenizer.datasets.{index}"
-        texts += texts_of(load_rows(source, where, lab_format="answer"), source, where)
-    return texts
 
 
 def load_corpus(recipe: PretrainRecipe) -> tuple[list[str], list[str]]:
@@ -82,7 +71,7 @@ def run(recipe: PretrainRecipe, overwrite: bool = False) -> dict[str, Any]:
     if recipe.tokenizer.path:
         tokenizer = load_tokenizer(recipe.tokenizer.path)
     else:
-        tokenizer = train_tokenizer(train_texts + tokenizer_texts(recipe), recipe.tokenizer.vocab_size, recipe.model.max_position_embeddings)
+        tokenizer = train_tokenizer(train_texts, recipe.tokenizer.vocab_size, recipe.model.max_position_embeddings)
     if tokenizer.eos_token_id is None:
         raise UserError("tokenizer.path: the tokenizer has no EOS token, which pretraining needs between documents")
     if tokenizer.pad_token_id is None:

@@ -94,7 +94,7 @@ def lab_rows(source: DatasetSource, lab_format: str, count: int) -> list[dict]:
         return [{"text": doc} for doc in docs]
     names = list(lab_skills.iter_skill_names(name))
     per_skill = -(-(source.num_samples or count) // len(names))
-    formatter = lab_skills.ROW_FORMATS[lab_format]
+    formatter = lab_skills.FORMATS[lab_format]
     return [formatter(ex) for ex in lab_skills.mixed(names, source.split, per_skill)]
 
 

@@ -221,21 +221,12 @@ def as_text(example: Example) -> dict:
     return {"text": f"{plain_prompt(example.question)} {example.answer}"}
 
 
-def as_answer(example: Example) -> dict:
-    """The answer as a chat template's assistant turn starts it (after a newline, no space): text a
-    tokenizer can learn it from, since the corpus only ever has it after "A: "."""
-    return {"text": f"\n{example.answer}"}
-
-
 FORMATS: dict[str, Callable[[Example], dict]] = {
     "messages": as_messages,
     "alpaca": as_alpaca,
     "preference": as_preference,
     "text": as_text,
 }
-# What `load_rows(..., lab_format=...)` accepts: the formats above (which `llmcourse lab export` writes)
-# and the answers alone, for a tokenizer to learn from.
-ROW_FORMATS: dict[str, Callable[[Example], dict]] = {**FORMATS, "answer": as_answer}
 
 
 def iter_skill_names(spec: str) -> Iterator[str]:

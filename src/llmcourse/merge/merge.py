@@ -18,7 +18,7 @@ from typing import Any
 from llmcourse.core.console import err
 from llmcourse.core.errors import UserError, did_you_mean
 from llmcourse.merge import checks
-from llmcourse.merge.compat import inputs_read_per_tensor, rich_progress
+from llmcourse.merge.compat import rich_progress
 from llmcourse.core.measure import weights_mb
 from llmcourse.core.modelio import looks_like_local_path
 from llmcourse.core.outputs import atomic_output, check_output_free, read_card_metadata, write_json, write_model_card, write_run_record
@@ -153,7 +153,7 @@ def run(config_path: Path, output: Path | None, overwrite: bool, moe: bool, sett
         else:
             from mergekit.merge import run_merge
 
-            with rich_progress(f"{method} tensors"), inputs_read_per_tensor():
+            with rich_progress(f"{method} tensors"):
                 run_merge(config, str(folder), options=mergekit_options(settings), config_source=text)
         (folder / "mergekit_moe_config.yml" if moe else folder / "mergekit_config.yml").write_text(text, encoding="utf-8")
         summary = {

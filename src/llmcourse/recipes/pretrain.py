@@ -15,17 +15,6 @@ class TokenizerSection(Recipe):
 
     path: str | None = Field(default=None, description="an existing tokenizer (folder or hub id); unset: train one")
     vocab_size: int = Field(default=512, ge=260, description="vocabulary size of a trained tokenizer")
-    datasets: list[DatasetSource] = Field(
-        default_factory=list,
-        description="more text a trained tokenizer learns from (the model is not trained on it); a lab:// skill source gives "
-                    "its answers as an assistant turn starts them, after a newline, so that each is whole tokens there too",
-    )
-
-    @model_validator(mode="after")
-    def _datasets_need_training(self) -> "TokenizerSection":
-        if self.path and self.datasets:
-            raise ValueError("tokenizer.datasets trains a new tokenizer; it cannot be given with tokenizer.path (an existing one)")
-        return self
 
 
 class ModelSection(Recipe):
