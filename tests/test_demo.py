@@ -135,7 +135,8 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
         asked = {messages[0]["content"] for messages in replay}
         assert not {example.question for example in lab_skills.examples(skill, "train", 500, seed=1)} & asked, "never its own skill"
         other_specialist = next(other for other in SKILLS if other != skill)  # left out, the merges kept less (benchmarks/README.md)
-        assert len({example.question for example in lab_skills.examples(other_specialist, "train", 500, seed=1)} & asked) >= 450
+        theirs = {example.question for example in lab_skills.examples(other_specialist, "train", 500, seed=1)}
+        assert len(theirs & asked) >= 0.9 * len(theirs), "the other specialist's skill is replayed too"
         parity = [m[1]["content"] == truth[m[0]["content"]] for m in replay if m[0]["content"].endswith("even or odd?")]
         assert len(parity) >= 450 and sum(parity) >= 0.9 * len(parity), "the parent's answers: it was taught parity"
     own = {skill: scores[f"specialist {skill}"][skill] for skill in SKILLS}
