@@ -90,3 +90,21 @@ def test_hub_models_are_read_through_huggingface_hub(monkeypatch: pytest.MonkeyP
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("tree", str(tmp_path / "nope"), "-o", str(tmp_path / "out"))
     assert result.returncode == 2 and "model not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_without_matplotlib_the_tree_is_written_without_its_picture(family: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A user who installed llmcourse without the [plot] extra: `llmcourse demo` used to stop here with a traceback.
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from llmcourse.cli import app
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "matplotlib" else real_find_spec(name, *args))
+    result = CliRunner().invoke(app, ["tree", str(family), "-o", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    assert not (out / "tree.png").exists() and (out / "tree.md").is_file() and (out / "tree.json").is_file()
+    assert "pip install 'llmcourse[plot]'" in result.output and "Traceback" not in result.output
+    assert json.loads(result.stdout)["png"] is None

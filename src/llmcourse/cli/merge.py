@@ -64,7 +64,7 @@ def tree(
         if not json_out:
             from llmcourse.core.console import err
 
-            err.print(f"{summary['models']} models over {summary['generations']} generations → {summary['output_dir']}/tree.png")
+            err.print(f"{summary['models']} models over {summary['generations']} generations → {summary['png'] or summary['output_dir'] + '/tree.md'}")
         emit_summary("tree", summary, json_out)
 
     guarded(debug, action)

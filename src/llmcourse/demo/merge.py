@@ -49,9 +49,8 @@ def final_merge(sft: Any, dpo: Any, force: bool) -> Any:
 
 
 def family_tree(model: str) -> dict[str, Any]:
-    """`llmcourse tree` of the final model into the lab cache; its summary plus the PNG path."""
+    """`llmcourse tree` of the final model into the lab cache; its summary (`png`: the picture, or
+    None without matplotlib)."""
     from llmcourse.merge.tree import run
 
-    target = Path(model).with_name(Path(model).name + "-tree")
-    summary = run(model, target, overwrite=True, max_depth=20)
-    return {**summary, "png": str(target / "tree.png")}
+    return run(model, Path(model).with_name(Path(model).name + "-tree"), overwrite=True, max_depth=20)

@@ -196,7 +196,7 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = (), 
                   "of each one's own-skill score (" + ", ".join(f"{skill} {best[skill]:.2f} of {own[skill]:.2f}" for skill in own) + ")")
         moe = summary["scores"]["moe(specialists)"]
         err.print("the two specialists as a 2-expert MoE (hidden-state gates): " + ", ".join(f"{skill} {moe[skill]:.2f}" for skill in own))
-    err.print(f"family tree of the final model: {tree['models']} models → {tree['png']}")
+    err.print(f"family tree of the final model: {tree['models']} models → {tree['png'] or Path(tree['output_dir']) / 'tree.md'}")
     if generation:
         from llmcourse.demo.generate import print_generation
 

@@ -205,7 +205,11 @@ def draw_png(nodes: dict[str, Node], target: Path, title: str) -> None:
 
 
 def run(model: str, output: Path | None, overwrite: bool, max_depth: int) -> dict[str, Any]:
-    """Walk the family of `model` and write tree.png, tree.md (Mermaid) and tree.json."""
+    """Walk the family of `model` and write tree.png (with the [plot] extra), tree.md (Mermaid) and
+    tree.json; the summary's `png` is the picture's path, or None without matplotlib."""
+    import importlib.util
+
+    from llmcourse.core.console import err
     from llmcourse.core.errors import UserError
     from llmcourse.core.outputs import atomic_output, check_output_free
 
@@ -218,10 +222,15 @@ def run(model: str, output: Path | None, overwrite: bool, max_depth: int) -> dic
         from llmcourse.core.modelio import hub_failure_hint
 
         raise UserError(f"cannot read the card of '{model}' from the hub", hint=hub_failure_hint(model))
+    drawn = importlib.util.find_spec("matplotlib") is not None
+    if not drawn:
+        err.print("[yellow]no tree.png: matplotlib is not installed[/] (pip install 'llmcourse\\[plot]'); tree.md has the family as a Mermaid diagram")
     with atomic_output(output, overwrite) as folder:
-        draw_png(nodes, folder / "tree.png", f"family of {short_name(model)} ({len(nodes)} models)")
+        if drawn:
+            draw_png(nodes, folder / "tree.png", f"family of {short_name(model)} ({len(nodes)} models)")
         (folder / "tree.md").write_text(f"# Family of {model}\n\n```mermaid\n{mermaid(nodes)}```\n", encoding="utf-8")
         (folder / "tree.json").write_text(json.dumps({"root": model, "nodes": [asdict(n) for n in nodes.values()]}, indent=2),
                                           encoding="utf-8")
     return {"root": model, "models": len(nodes), "generations": 1 + max(drawing_levels(nodes).values()),
-            "unreachable": sum(not n.reachable for n in nodes.values()), "output_dir": str(output)}
+            "unreachable": sum(not n.reachable for n in nodes.values()), "output_dir": str(output),
+            "png": str(output / "tree.png") if drawn else None}
