@@ -1,10 +1,12 @@
-"""Load on `llmcourse serve`: N concurrent chat requests through the official openai client.
+"""Load on `llmcourse serve` beside `transformers serve`: the same N chat requests from the same
+client threads (the official openai client), each server at its default settings, one after the other.
 
-Starts the server on a free port (the lab SFT model by default, or MODEL, HF folder or .gguf),
-fires --requests requests from --concurrency threads, and prints latency p50/p95, throughput and
-how many were refused with 503 (the bounded queue) — never dropped or crashed.
+Starts each server on a free port (the lab SFT model by default, or MODEL, an HF folder), fires
+--requests greedy chat requests from --concurrency threads, and prints per server latency p50/p95,
+completed requests per second, how many were refused with 503 (the bounded queue) and whether the
+server is still up; then llmcourse's throughput as a ratio of transformers'. --server picks one.
 
-    python benchmarks/serve_load.py [MODEL] [--requests 64] [--concurrency 32] [--max-queue 16]
+    python benchmarks/serve_load.py [MODEL] [--requests 64] [--concurrency 32] [--server both|llmcourse|transformers]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -28,28 +31,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", nargs="?")
-    parser.add_argument("--requests", type=int, default=64)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--max-queue", type=int, default=16)
-    parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args()
+def start(server: str, model: str, port: int, max_queue: int | None) -> subprocess.Popen:
+    """Start one server on `port`, output discarded."""
+    if server == "transformers":
+        command = [str(Path(sys.executable).with_name("transformers")), "serve", model, "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        command = [sys.executable, "-m", "llmcourse", "serve", model, "--port", str(port), "--name", model]
+        command += ["--max-queue", str(max_queue)] if max_queue is not None else []
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+
+def load(server: str, model: str, requests: int, concurrency: int, max_queue: int | None) -> dict:
+    """Fire the burst at one server and measure it."""
     import urllib.request
 
     from openai import APIStatusError, OpenAI
 
-    from llmcourse.core.cache import llmcourse_home
-
-    model = args.model or str(sorted((llmcourse_home() / "lab").glob("sft-*"), key=os.path.getmtime)[-1])
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "llmcourse", "serve", model, "--port", str(port), "--name", "bench",
-                               "--max-queue", str(args.max_queue)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start(server, model, port, max_queue)
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        for _ in range(240):
+        for _ in range(480):
             try:
                 if urllib.request.urlopen(f"{base}/models", timeout=1).status == 200:
                     break
@@ -60,27 +62,47 @@ def main() -> None:
         def ask(n: int) -> tuple[int, float]:
             started = time.perf_counter()
             try:
-                client.chat.completions.create(model="bench", messages=[{"role": "user", "content": f"Is {n} even or odd?"}],
+                client.chat.completions.create(model=model, messages=[{"role": "user", "content": f"Is {n} even or odd?"}],
                                                temperature=0, max_tokens=16)
                 return 200, time.perf_counter() - started
             except APIStatusError as error:
                 return error.status_code, time.perf_counter() - started
 
+        ask(-1)  # warm-up: the first request loads or compiles lazily on some servers
         started = time.perf_counter()
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            results = list(pool.map(ask, range(args.requests)))
+        with ThreadPoolExecutor(concurrency) as pool:
+            results = list(pool.map(ask, range(requests)))
         wall = time.perf_counter() - started
         alive = urllib.request.urlopen(f"{base}/models", timeout=5).status == 200
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        process.terminate()
+        process.wait(timeout=30)
     ok = sorted(latency for code, latency in results if code == 200)
-    report = {"model": model, "requests": args.requests, "concurrency": args.concurrency, "max_queue": args.max_queue,
-              "completed": len(ok), "refused_503": sum(code == 503 for code, _ in results),
-              "other_errors": sum(code not in (200, 503) for code, _ in results), "server_alive_after": alive,
-              "latency_p50_s": round(statistics.median(ok), 3) if ok else None,
-              "latency_p95_s": round(ok[int(0.95 * (len(ok) - 1))], 3) if ok else None,
-              "throughput_rps": round(len(ok) / wall, 2)}
+    return {"server": server, "completed": len(ok), "refused_503": sum(code == 503 for code, _ in results),
+            "other_errors": sum(code not in (200, 503) for code, _ in results), "server_alive_after": alive,
+            "latency_p50_s": round(statistics.median(ok), 3) if ok else None,
+            "latency_p95_s": round(ok[int(0.95 * (len(ok) - 1))], 3) if ok else None,
+            "throughput_rps": round(len(ok) / wall, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", nargs="?")
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--server", choices=["both", "llmcourse", "transformers"], default="both")
+    parser.add_argument("--max-queue", type=int, help="llmcourse serve's --max-queue (default: its own default)")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+
+    from llmcourse.core.cache import llmcourse_home
+
+    model = args.model or str(sorted((llmcourse_home() / "lab").glob("sft-*"), key=os.path.getmtime)[-1])
+    servers = ["llmcourse", "transformers"] if args.server == "both" else [args.server]
+    report = {"model": model, "requests": args.requests, "concurrency": args.concurrency,
+              "runs": [load(server, model, args.requests, args.concurrency, args.max_queue) for server in servers]}
+    if len(report["runs"]) == 2 and report["runs"][1]["throughput_rps"]:
+        report["throughput_ratio_vs_transformers"] = round(report["runs"][0]["throughput_rps"] / report["runs"][1]["throughput_rps"], 2)
     print(json.dumps(report, indent=2))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

@@ -37,6 +37,22 @@ def test_greedy_equals_transformers_generate_token_for_token(engine: HfEngine) -
         assert ours.seq_logprob < 0
 
 
+def test_a_batch_decodes_each_row_as_generate_does_alone_and_streams_each_rows_text(engine: HfEngine) -> None:
+    questions = QUESTIONS + ["Hello there, how are you today? " * 3]  # prompts of different lengths: left padding
+    limits = [12, 1, 3, 12, 2, 12, 12, 5, 12][: len(questions)]
+    prompts = [engine.prompt_ids(question) for question in questions]
+    assert len({len(ids) for ids in prompts}) > 1
+    streamed: dict[int, str] = {}
+    rows = engine.generate_batch(prompts, get_strategy("greedy"), DecodeOptions(), limits,
+                                 on_text=lambda row, piece: streamed.__setitem__(row, streamed.get(row, "") + piece))
+    for row, ids, limit in zip(rows, prompts, limits):
+        alone = engine.generate(ids, get_strategy("greedy"), DecodeOptions(max_new_tokens=limit))
+        assert (row.token_ids, row.text) == (alone.token_ids, alone.text)
+        assert row.finish_reason == ("length" if len(alone.token_ids) >= limit else "stop")
+    assert {row.finish_reason for row in rows} == {"stop", "length"}
+    assert streamed == {index: row.text for index, row in enumerate(rows) if row.text}
+
+
 def test_speculative_decoding_returns_the_greedy_answer(engine: HfEngine) -> None:
     options = DecodeOptions(max_new_tokens=12)
     for question in QUESTIONS:

@@ -48,7 +48,7 @@ def start_server(model: str, *extra: str) -> tuple[subprocess.Popen, str]:
 
 @pytest.fixture(scope="module")
 def hf_server(lab_sft: str) -> Iterator[tuple[str, str]]:
-    process, base = start_server(lab_sft, "--name", "lab-sft", "--max-queue", "8")
+    process, base = start_server(lab_sft, "--name", "lab-sft")
     yield base, lab_sft
     process.terminate()
     process.wait(timeout=20)
@@ -84,45 +84,64 @@ def test_openai_client_against_the_transformers_server(hf_server: tuple[str, str
     assert text == expected, "the server's greedy answer is generate's greedy answer"
 
 
-def test_a_burst_of_32_requests_completes_or_gets_a_clean_503(hf_server: tuple[str, str]) -> None:
+def burst(base: str, count: int, max_tokens: int = 6) -> list[tuple[int, str]]:
+    """`count` chat requests at once from as many threads: (status, answer or Retry-After)."""
     from openai import APIStatusError, OpenAI
 
-    base, _ = hf_server
     client = OpenAI(base_url=base, api_key=KEY, max_retries=0, timeout=120)
 
-    def ask(n: int) -> int:
+    def ask(n: int) -> tuple[int, str]:
         try:
-            client.chat.completions.create(model="lab-sft", messages=[{"role": "user", "content": f"Is {n} even or odd?"}],
-                                           temperature=0, max_tokens=6)
-            return 200
+            answer = client.chat.completions.create(model="lab-sft", messages=[{"role": "user", "content": f"Is {n} even or odd?"}],
+                                                    temperature=0, max_tokens=max_tokens)
+            return 200, answer.choices[0].message.content
         except APIStatusError as error:
-            return error.status_code
+            return error.status_code, error.response.headers.get("retry-after", "")
 
-    with ThreadPoolExecutor(32) as pool:
-        codes = list(pool.map(ask, range(32)))
-    assert set(codes) <= {200, 503} and codes.count(200) >= 9, codes  # 1 running + 8 queued at least
-    assert client.models.list().data[0].id == "lab-sft", "the server is still up"
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(ask, range(count)))
 
 
-def test_the_gate_refuses_beyond_its_queue() -> None:
-    import asyncio
+def test_a_burst_of_32_requests_is_served_in_full_at_default_settings(hf_server: tuple[str, str]) -> None:
+    from llmcourse.generation.engines import HfEngine
+    from llmcourse.generation.strategies import DecodeOptions, get_strategy
 
-    from llmcourse.serving.app import Gate
+    base, path = hf_server
+    results = burst(base, 32)
+    assert [code for code, _ in results] == [200] * 32
+    engine = HfEngine(path)
+    expected = [engine.generate(engine.prompt_ids(f"Is {n} even or odd?"), get_strategy("greedy"), DecodeOptions(max_new_tokens=6)).text
+                for n in range(32)]
+    assert [text for _, text in results] == expected, "batched answers are the answers generate gives one at a time"
 
-    async def scenario() -> list[bool]:
-        gate = Gate(workers=1, queue=2)
-        await gate.enter()  # running
-        waiters = [asyncio.create_task(gate.enter()) for _ in range(2)]
-        await asyncio.sleep(0)
-        seen = [gate.full()]
-        gate.leave()
-        await asyncio.sleep(0)
-        seen.append(gate.full())
-        for task in waiters:
-            task.cancel()
-        return seen
 
-    assert asyncio.run(scenario()) == [True, False]
+def test_beyond_its_queue_the_server_refuses_with_503_and_stays_up(lab_sft: str) -> None:
+    process, base = start_server(lab_sft, "--name", "lab-sft", "--max-batch", "1", "--max-queue", "2")
+    try:
+        results = burst(base, 16, max_tokens=16)
+        codes = [code for code, _ in results]
+        assert set(codes) == {200, 503} and codes.count(200) >= 3, codes  # one decoding and two waiting at least
+        assert all(detail == "1" for code, detail in results if code == 503), "refusals carry Retry-After"
+        assert burst(base, 1)[0][0] == 200, "the server is still up"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_jobs_batch_with_jobs_that_decode_alike_and_a_seeded_sample_runs_alone() -> None:
+    from llmcourse.generation.strategies import DecodeOptions, get_strategy
+    from llmcourse.serving.batching import Batcher, Job
+
+    greedy, nucleus = get_strategy("greedy"), get_strategy("top-p")
+    jobs = [Job([1], greedy, DecodeOptions(max_new_tokens=4)), Job([2], nucleus, DecodeOptions(temperature=0.7)),
+            Job([3], greedy, DecodeOptions(max_new_tokens=9)), Job([4], nucleus, DecodeOptions(temperature=0.7), seed=5),
+            Job([5], nucleus, DecodeOptions(temperature=0.7)), Job([6], greedy, DecodeOptions(max_new_tokens=2))]
+    batcher = Batcher(engine=None, max_batch=2, max_queue=6)
+    batcher.pending = list(jobs)
+    assert batcher.full()
+    batches = [[job.ids[0] for job in batcher.take_batch()] for _ in range(4)]
+    assert batches == [[1, 3], [2, 5], [4], [6]]
+    assert not batcher.pending and not batcher.full()
 
 
 @pytest.mark.gguf

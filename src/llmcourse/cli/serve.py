@@ -17,7 +17,8 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="LLMCOURSE_API_KEY", help="Require `Authorization: Bearer KEY`.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Model id the API reports (default: the folder or file name).")] = None,
-    max_queue: Annotated[int, typer.Option("--max-queue", min=0, help="Requests that may wait; beyond this, 503.")] = 16,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Requests decoded together in one generate call.")] = 32,
+    max_queue: Annotated[int, typer.Option("--max-queue", min=0, help="Requests that may wait; beyond this, 503.")] = 256,
     allow_pickle: AllowPickle = False,
     debug: Debug = False,
 ) -> None:
@@ -40,7 +41,7 @@ def serve(
 
         engine = open_engine(model, allow_pickle)
         err.print(f"serving {model} as '{model_id}' on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
-        uvicorn.run(create_app(engine, model_id, api_key, workers=1, queue=max_queue), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(engine, model_id, api_key, max_batch=max_batch, queue=max_queue), host=host, port=port, log_level="warning")
 
     guarded(debug, action)
 

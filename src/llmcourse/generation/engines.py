@@ -6,9 +6,9 @@ the model's own distribution, so strategies can be compared on one scale."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from llmcourse.core.chat_templates import END_OF_TURN_TOKENS, end_of_turn_ids
 from llmcourse.core.errors import UserError
@@ -33,6 +33,15 @@ class Generation:
     def tokens_per_second(self) -> float:
         """Generated tokens per second of wall time."""
         return len(self.token_ids) / max(self.seconds, 1e-9)
+
+
+@dataclass
+class BatchRow:
+    """One row of a batched decode: its tokens (end-of-turn excluded), text, and why it ended."""
+
+    token_ids: list[int]
+    text: str
+    finish_reason: str  # "stop" (end of turn) or "length" (its token limit)
 
 
 def split_at_stop(tokens: list[int], stop_ids: list[int]) -> tuple[list[int], list[int]]:
@@ -120,6 +129,36 @@ class HfEngine:
         new, scored = split_at_stop(out[0, len(ids):].tolist(), self.stop_ids)
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         return Generation(strategy.name, text, new, len(ids), self.sequence_logprob(ids, scored), seconds)
+
+    def generate_batch(self, prompts: list[list[int]], strategy: Strategy, options: DecodeOptions, limits: list[int],
+                       seed: int | None = None, on_text: Callable[[int, str], None] | None = None) -> list[BatchRow]:
+        """Decode several prompts in one left-padded `generate` call, row i stopping at its end-of-turn
+        token or after `limits[i]` tokens; `on_text(i, piece)` receives each row's text as it grows.
+        Greedy rows are the answers `generate` gives one at a time; sampled rows draw from the shared
+        generator, seeded once per batch when `seed` is given."""
+        import torch
+
+        from llmcourse.generation.batched import RowLimits, RowStreamer
+
+        if seed is not None:
+            torch.manual_seed(seed)
+        width = max(len(ids) for ids in prompts)
+        pad = self._kwargs(strategy, options)["pad_token_id"]
+        inputs = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.model.device)
+        streamer = RowStreamer(self.tokenizer, self.stop_ids, limits, on_text) if on_text else None
+        kwargs = {**self._kwargs(strategy, replace(options, max_new_tokens=max(limits)))}
+        with torch.no_grad():
+            out = self.model.generate(input_ids=inputs, attention_mask=mask, stopping_criteria=[RowLimits(width, limits)],
+                                      streamer=streamer, **kwargs)
+        rows = []
+        for index, limit in enumerate(limits):
+            produced = out[index, width:].tolist()
+            new, _ = split_at_stop(produced, self.stop_ids)
+            stopped = len(new) < len(produced) and len(new) < limit
+            new = new[:limit]
+            rows.append(BatchRow(new, self.tokenizer.decode(new, skip_special_tokens=True), "stop" if stopped else "length"))
+        return rows
 
     def sequence_logprob(self, ids: list[int], new: list[int]) -> float:
         """Sum of log p(token | prefix) of the generated tokens under the model's own distribution."""
