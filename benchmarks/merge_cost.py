@@ -80,8 +80,9 @@ class MemoryCgroup:
         self.path.rmdir()
 
 
-def timed(args: list[str], cwd: Path, cgroup: MemoryCgroup | None = None) -> tuple[float, float, float]:
-    """(wall seconds, peak RSS MB, peak anonymous RSS MB) of one child process (in `cgroup`, if given).
+def run_child(args: list[str], cwd: Path, cgroup: MemoryCgroup | None = None) -> dict:
+    """One child process (in `cgroup`, if given): exit code, wall seconds, peak RSS MB, peak anonymous
+    RSS MB and the tail of its stderr.
 
     Peak RSS (ru_maxrss) also counts the pages of memory-mapped input files as they are read: page
     cache the kernel can drop. RssAnon, sampled every 20 ms, is the memory the process itself holds."""
@@ -104,21 +105,28 @@ def timed(args: list[str], cwd: Path, cgroup: MemoryCgroup | None = None) -> tup
     wall = time.perf_counter() - started
     done.set()
     sampler.join()
-    if os.waitstatus_to_exitcode(status) != 0:
-        limit = f" (killed under the memory limit: exit {os.waitstatus_to_exitcode(status)})" if cgroup else ""
-        sys.exit(f"{args[0]} failed{limit}:\n{process.stderr.read().decode()[-3000:] if process.stderr else ''}")
-    return wall, usage.ru_maxrss / 1024, peak_anon[0]
+    return {"exit_code": os.waitstatus_to_exitcode(status), "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "peak_anon_mb": peak_anon[0], "stderr": process.stderr.read().decode()[-3000:] if process.stderr else ""}
+
+
+def timed(args: list[str], cwd: Path) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS MB, peak anonymous RSS MB) of a child that must succeed."""
+    run = run_child(args, cwd)
+    if run["exit_code"] != 0:
+        sys.exit(f"{args[0]} failed (exit {run['exit_code']}):\n{run['stderr']}")
+    return run["wall_s"], run["peak_rss_mb"], run["peak_anon_mb"]
 
 
 def limited(args: list[str], cwd: Path, limit_mb: int, name: str) -> dict[str, float]:
-    """One run under a memory cgroup of `limit_mb`: wall time, the group's peak and limit hits."""
+    """One run under a memory cgroup of `limit_mb`: wall time, the group's peak and limit hits; a run
+    the kernel's OOM killer stopped is reported as not finished."""
     cgroup = MemoryCgroup(limit_mb, name)
     try:
-        wall, rss, anon = timed(args, cwd, cgroup)
-        return {"finished": True, "wall_s": round(wall, 2), "cgroup_peak_mb": round(cgroup.peak_mb(), 1), "limit_hits": cgroup.limit_hits(),
-                "peak_rss_mb": round(rss, 1), "peak_anon_mb": round(anon, 1)}
-    except SystemExit as failed:  # killed by the kernel's OOM killer under the limit
-        return {"finished": False, "error": str(failed)[-500:], "limit_hits": cgroup.limit_hits()}
+        run = run_child(args, cwd, cgroup)
+        if run["exit_code"] != 0:
+            return {"finished": False, "exit_code": run["exit_code"], "error": run["stderr"][-500:], "limit_hits": cgroup.limit_hits()}
+        return {"finished": True, "wall_s": round(run["wall_s"], 2), "cgroup_peak_mb": round(cgroup.peak_mb(), 1),
+                "limit_hits": cgroup.limit_hits(), "peak_rss_mb": round(run["peak_rss_mb"], 1), "peak_anon_mb": round(run["peak_anon_mb"], 1)}
     finally:
         cgroup.remove()
 

@@ -230,3 +230,18 @@ CASES += [_sft_case(*mistake) for mistake in AXOLOTL_MISTAKES]
 
 def test_the_matrix_has_at_least_45_cases() -> None:
     assert len(CASES) >= 45 and len({case.__name__ for case in CASES}) == len(CASES)
+
+
+def test_generate_plot_without_matplotlib_is_refused_before_any_weight_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A user without the [plot] extra: the refusal must come before the model is read (this folder has no model at all).
+    import sys
+
+    from typer.testing import CliRunner
+
+    from llmcourse.cli import app
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an environment without matplotlib looks like to find_spec
+    result = CliRunner().invoke(app, ["generate", str(tmp_path), "--prompt", "hi", "--plot", str(tmp_path / "beam.png")])
+    assert result.exit_code == 2, result.output
+    assert "--plot needs matplotlib" in result.output and "pip install 'llmcourse[plot]'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "beam.png").exists()

@@ -50,12 +50,12 @@ def generate(
             from llmcourse.core.errors import UserError
 
             raise UserError("--plot needs an HF model (it reads every candidate's probability)", hint="pass the HF folder")
-        import importlib.util
+        from llmcourse.core.libraries import installed, pip_line
 
-        if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        if plot is not None and not installed("matplotlib"):
             from llmcourse.core.errors import UserError
 
-            raise UserError("--plot needs matplotlib, which is not installed", hint="pip install 'llmcourse[plot]', or leave out --plot")
+            raise UserError("--plot needs matplotlib, which is not installed", hint=f"{pip_line('plot')}, or leave out --plot")
         engine = open_engine(model, allow_pickle, draft_model if "speculative" in names else None)
         ids = engine.prompt_ids(prompt, raw=raw, system=system)
         results = [engine.generate(ids, s, options, seed) for s in strategies]

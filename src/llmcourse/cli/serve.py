@@ -71,10 +71,9 @@ def space(
     """Write a Gradio chat Space for a model (app.py, requirements.txt, README front matter); --launch, --push."""
 
     def action() -> None:
-        import importlib.util
-
         from llmcourse.core.console import err
         from llmcourse.core.errors import UserError
+        from llmcourse.core.libraries import installed, pip_line
         from llmcourse.core.outputs import atomic_output, check_output_free
         from llmcourse.serving import space as spaces
 
@@ -84,8 +83,8 @@ def space(
         if push and resolved.local:
             raise UserError(f"a Space cannot read {model} from this machine",
                             hint="upload the model first and pass its hub id with --model-id")
-        if launch and importlib.util.find_spec("gradio") is None:
-            raise UserError("--launch needs gradio", hint="pip install 'llmcourse[space]'")
+        if launch and not installed("gradio"):
+            raise UserError("--launch needs gradio", hint=pip_line("space"))
         local = Path(model).expanduser()
         target = output_dir or ((local.parent if local.exists() else Path.cwd()) / f"{resolved.name}-space")
         check_output_free(target, overwrite)

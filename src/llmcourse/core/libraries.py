@@ -31,3 +31,15 @@ def quiet_libraries(with_datasets: bool = True) -> None:
         datasets.logging.set_verbosity_error()
     except ImportError:
         pass
+
+
+def installed(*modules: str) -> bool:
+    """True when every module can be imported (found without importing it)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(module) is not None for module in modules)
+
+
+def pip_line(extra: str, markup: bool = False) -> str:
+    """The command that installs one of our extras; `markup` escapes it for rich's console."""
+    return f"pip install 'llmcourse\\[{extra}]'" if markup else f"pip install 'llmcourse[{extra}]'"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from llmcourse.core.console import err
+from llmcourse.core.libraries import installed, pip_line
 
 SPEED_PROMPT_TOKENS = 16
 SPEED_NEW_TOKENS = 48
@@ -15,8 +16,6 @@ SPEED_NEW_TOKENS = 48
 def generation_stage(final: Any, quants: list[Any]) -> dict[str, Any]:
     """Generate from the final model (and its Q4_K_M file when the GGUF stage ran); draw the beam tree
     (with the [plot] extra)."""
-    import importlib.util
-
     from llmcourse.generation.engines import GgufEngine, HfEngine
     from llmcourse.generation.plots import decoding_pictures
     from llmcourse.generation.strategies import DecodeOptions, get_strategy
@@ -29,7 +28,7 @@ def generation_stage(final: Any, quants: list[Any]) -> dict[str, Any]:
     options = DecodeOptions(max_new_tokens=24, temperature=0.8, top_p=0.9)
     greedy = engine.generate(ids, get_strategy("greedy"), options)
     nucleus = engine.generate(ids, get_strategy("top-p"), options, seed=0)
-    drawn = importlib.util.find_spec("matplotlib") is not None
+    drawn = installed("matplotlib")
     pictures = decoding_pictures(engine, ids, 4, Path(final.path).parent / "demo-beam-tree.png") if drawn else {}
     speed_prompt = engine.tokenizer("the lab model reads and writes short plain texts")["input_ids"][:SPEED_PROMPT_TOKENS]
     result: dict[str, Any] = {
@@ -56,5 +55,5 @@ def print_generation(result: dict[str, Any]) -> None:
     if "gguf_decode_tok_s" in result:
         ratio = result["gguf_decode_tok_s"] / max(result["hf_decode_tok_s"], 1e-9)
         speed += f", llama.cpp Q4_K_M {result['gguf_decode_tok_s']:.0f} tok/s (×{ratio:.1f})"
-    tree = result.get("beam_tree") or "not drawn (pip install 'llmcourse\\[plot]')"
+    tree = result.get("beam_tree") or f"not drawn ({pip_line('plot', markup=True)})"
     err.print(f"{speed}; beam-search tree: {tree}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llmcourse.core.console import err
+from llmcourse.core.libraries import installed, pip_line
 
 DEMO_QUANTS = ("Q8_0", "Q4_K_M")
 
@@ -39,8 +40,8 @@ GPTQ_METHOD = "4bit"
 def gptq_stage(final: Any, force: bool) -> list[Any]:
     """The final model as 4-bit GPTQ (group size 128, calibrated on lab conversations), scored like
     the GGUF files. Empty, with a note, where GPTQModel is not installed."""
-    if importlib.util.find_spec("gptqmodel") is None:
-        err.print("[yellow]skipping the GPTQ stage: GPTQModel is not installed[/] (pip install 'llmcourse[gptq]')")
+    if not installed("gptqmodel"):
+        err.print(f"[yellow]skipping the GPTQ stage: GPTQModel is not installed[/] ({pip_line('gptq', markup=True)})")
         return []
     from llmcourse.lab.cache import cache_folder
     from llmcourse.quantize.formats.gptq import engine_output

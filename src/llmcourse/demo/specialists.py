@@ -44,14 +44,13 @@ def parent_replay(parent: str, skill: str, per_skill: int = REPLAY_PER_SKILL) ->
     from llmcourse.lab.cache import cache_folder
     from llmcourse.lab.scoring import greedy_answers
 
-    replayed = [other for other in lab_skills.SKILLS if other != skill]
     path = cache_folder(f"replay-{skill}", str(Path(parent).resolve()), per_skill).with_suffix(".jsonl")
     if path.is_file():
         return path
     quiet_libraries()
     model, tokenizer = load_causal_lm(parent)
     rows = []
-    for other in replayed:
+    for other in (name for name in lab_skills.SKILLS if name != skill):
         questions = [example.question for example in lab_skills.examples(other, "train", per_skill, seed=1)]
         answers = greedy_answers(model, tokenizer, questions, prompt_format="chat")
         rows += [{"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}

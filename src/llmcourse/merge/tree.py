@@ -207,9 +207,8 @@ def draw_png(nodes: dict[str, Node], target: Path, title: str) -> None:
 def run(model: str, output: Path | None, overwrite: bool, max_depth: int) -> dict[str, Any]:
     """Walk the family of `model` and write tree.png (with the [plot] extra), tree.md (Mermaid) and
     tree.json; the summary's `png` is the picture's path, or None without matplotlib."""
-    import importlib.util
-
     from llmcourse.core.console import err
+    from llmcourse.core.libraries import installed, pip_line
     from llmcourse.core.errors import UserError
     from llmcourse.core.outputs import atomic_output, check_output_free
 
@@ -222,9 +221,9 @@ def run(model: str, output: Path | None, overwrite: bool, max_depth: int) -> dic
         from llmcourse.core.modelio import hub_failure_hint
 
         raise UserError(f"cannot read the card of '{model}' from the hub", hint=hub_failure_hint(model))
-    drawn = importlib.util.find_spec("matplotlib") is not None
+    drawn = installed("matplotlib")
     if not drawn:
-        err.print("[yellow]no tree.png: matplotlib is not installed[/] (pip install 'llmcourse\\[plot]'); tree.md has the family as a Mermaid diagram")
+        err.print(f"[yellow]no tree.png: matplotlib is not installed[/] ({pip_line('plot', markup=True)}); tree.md has the family as a Mermaid diagram")
     with atomic_output(output, overwrite) as folder:
         if drawn:
             draw_png(nodes, folder / "tree.png", f"family of {short_name(model)} ({len(nodes)} models)")

@@ -7,13 +7,13 @@ the atomic folder are the same for every format (`llmcourse.quantize.run`).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from llmcourse.core.errors import UserError, did_you_mean
+from llmcourse.core.libraries import installed, pip_line
 
 FORMATS: dict[str, "QuantFormat"] = {}
 
@@ -66,8 +66,8 @@ class QuantFormat:
 
     def check_installed(self) -> None:
         """A one-line error naming the pip install when the engine is missing."""
-        if self.module and importlib.util.find_spec(self.module) is None:
-            raise UserError(f"format '{self.name}' needs {self.module}, which is not installed", hint=f"pip install 'llmcourse[{self.extra}]'")
+        if self.module and not installed(self.module):
+            raise UserError(f"format '{self.name}' needs {self.module}, which is not installed", hint=pip_line(self.extra))
 
     def check_methods(self, methods: list[str]) -> None:
         """Every requested method must be one the engine offers; the error lists them."""

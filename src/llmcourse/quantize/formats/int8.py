@@ -110,12 +110,11 @@ class Int8Format(QuantFormat):
     def preflight(self, recipe: Any, source: SourceModel) -> None:
         """Methods valid; matplotlib present when histograms are asked for."""
         super().preflight(recipe, source)
-        import importlib.util
-
         from llmcourse.core.errors import UserError
+        from llmcourse.core.libraries import installed, pip_line
 
-        if recipe.int8.histograms and importlib.util.find_spec("matplotlib") is None:
-            raise UserError("int8 histograms need matplotlib, which is not installed", hint="pip install 'llmcourse[plot]' or set int8.histograms=false")
+        if recipe.int8.histograms and not installed("matplotlib"):
+            raise UserError("int8 histograms need matplotlib, which is not installed", hint=f"{pip_line('plot')} or set int8.histograms=false")
 
     def folder(self, recipe: Any, source: SourceModel, output_dir: Path) -> Path:
         """`name-int8-tensor` or `name-int8-channel`."""
