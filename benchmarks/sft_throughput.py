@@ -61,13 +61,22 @@ class HeldoutWatch:
                 self.started = time.perf_counter()
 
             def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
-                if state.global_step % every:
-                    return
+                if state.global_step % every == 0:
+                    self.measure(state, model, processing_class)
+
+            def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+                # A run of fewer steps than `every` gets its point too; the runtime is already taken, so
+                # this measurement's time is not added to the pause subtracted from it.
+                if not self.points or self.points[-1][1] != state.global_step:
+                    self.measure(state, model, processing_class, pause=False)
+
+            def measure(self, state, model, processing_class, pause: bool = True) -> None:
                 now = time.perf_counter()
                 trained = now - self.started - self.paused
                 loss = heldout_loss(model, processing_class, rows)
                 model.train()
-                self.paused += time.perf_counter() - now
+                if pause:
+                    self.paused += time.perf_counter() - now
                 self.points.append((trained, state.global_step, loss))
 
         return Watch()
@@ -109,7 +118,7 @@ def run_llmcourse(base: str, count: int, lr: float, out: Path, micro_batch: int,
     from llmcourse.recipes.registry import load_command_recipe
 
     recipe = load_command_recipe("sft", "lab/sft", [
-        f"base_model={base}", f"datasets.0.num_samples={count}", "max_steps=-1", "num_epochs=1",
+        f"base_model={base}", "datasets.0.path=lab://all", f"datasets.0.num_samples={count}", "max_steps=-1", "num_epochs=1",
         f"learning_rate={lr}", f"micro_batch_size={micro_batch}", "eval_lab_count=0", "logging_steps=50",
     ], out)
     summary = run(recipe, overwrite=True, callbacks=[watch])

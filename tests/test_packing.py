@@ -43,3 +43,16 @@ def test_row_packed_batches_equal_separate_logits_and_skip_pads() -> None:
     assert torch.allclose(packed[0, : len(a)], alone[0], atol=1e-5)
     assert torch.allclose(packed[0, len(a):], alone[1], atol=1e-5), "the second example must not see the first"
     assert torch.allclose(packed[1, : len(c)], alone[2], atol=1e-5), "real tokens never see the padding"
+
+
+def test_packed_rows_keep_the_shuffled_mix_of_examples() -> None:
+    # Best-fit-decreasing sorts by length: a row of one length is, in a chat dataset, often one task,
+    # and an optimizer step then sees a few tasks instead of a sample of all (benchmarks/README.md).
+    from llmcourse.finetune.packing import pack_rows
+
+    short, long = [1] * 5, [2] * 9  # two "tasks" told apart by their length, interleaved as a shuffle leaves them
+    rows = [{"input_ids": ids, "assistant_masks": [1] * len(ids)} for _ in range(20) for ids in (short, long)]
+    packed = pack_rows(rows, max_length=28)
+    mixed = [len(set(row["seq_lengths"])) == 2 for row in packed]
+    assert sum(mixed) >= len(packed) - 1, [row["seq_lengths"] for row in packed]
+    assert sum(len(row["input_ids"]) for row in packed) / (28 * len(packed)) > 0.85, "rows still fill up"

@@ -6,9 +6,14 @@ dense block-diagonal mask: attention over batch × max_length squared positions.
 sequence in its own row (right-padded, position_ids restarting at every example, no attention
 mask) gives transformers the same packed-sequence masks at 1/batch of the attention cost.
 
-TRL accepts a collator of our own only without its packing switched on, so we pack the rows with its
-public `pack_dataset` first, the way its own preparation does (labels from the assistant masks,
-best-fit decreasing), and hand the trainer packed rows and this collator.
+TRL accepts a collator of our own only without its packing switched on, so we pack the rows
+ourselves and hand the trainer packed rows (TRL's column names: `input_ids`, `labels`,
+`seq_lengths`) and this collator. Not with TRL's `pack_dataset`: its best-fit-decreasing sorts the
+examples by length, so a packed row holds examples of one length, which in a chat dataset often
+means one task, and every optimizer step sees a few tasks instead of a sample of all. On the lab
+(3000 chats of five skills, 4 rows of 256 tokens per step, one epoch) that left the held-out loss at
+0.172 against 0.104 packing in order (benchmarks/README.md). Packing in order keeps the shuffle:
+each example goes to the first of a few open rows it fits, so rows fill almost as well.
 """
 
 from __future__ import annotations
@@ -33,17 +38,31 @@ def row_packed_collator(pad_token_id: int, pad_to_multiple_of: int | None = None
                              pad_to_multiple_of=pad_to_multiple_of)
 
 
-def pack_rows(rows: list[dict[str, Any]], max_length: int, shuffle_seed: int | None = None) -> Any:
+def pack_rows(rows: list[dict[str, Any]], max_length: int, shuffle_seed: int | None = None, open_rows: int = 8) -> Any:
     """Tokenized rows (`input_ids`, `assistant_masks`) as a Dataset of packed rows of at most
-    `max_length` tokens (best-fit decreasing), with labels (-100 outside the assistant turns) and
-    the `seq_lengths` the collator turns into position ids; shuffled first when given a seed."""
-    from datasets import Dataset
-    from trl import pack_dataset
+    `max_length` tokens, with labels (-100 outside the assistant turns) and the `seq_lengths` the
+    collator turns into position ids. Shuffled first when given a seed, then packed in that order:
+    each example goes to the first of `open_rows` rows with room for it (an example longer than
+    `max_length` is truncated); a row is closed when an example opens a row beyond those."""
+    import random
 
-    labelled = [{"input_ids": row["input_ids"],
-                 "labels": [token if keep else -100 for token, keep in zip(row["input_ids"], row["assistant_masks"])]}
-                for row in rows]
-    dataset = Dataset.from_list(labelled)
+    from datasets import Dataset
+
+    order = list(range(len(rows)))
     if shuffle_seed is not None:
-        dataset = dataset.shuffle(seed=shuffle_seed)
-    return pack_dataset(dataset, max_length, "bfd")
+        random.Random(shuffle_seed).shuffle(order)
+    open_now: list[dict[str, list[int]]] = []
+    closed: list[dict[str, list[int]]] = []
+    for index in order:
+        ids = rows[index]["input_ids"][:max_length]
+        labels = [token if keep else -100 for token, keep in zip(ids, rows[index]["assistant_masks"])]
+        target = next((row for row in open_now if len(row["input_ids"]) + len(ids) <= max_length), None)
+        if target is None:
+            target = {"input_ids": [], "labels": [], "seq_lengths": []}
+            open_now.append(target)
+            if len(open_now) > open_rows:
+                closed.append(open_now.pop(0))
+        target["input_ids"] += ids
+        target["labels"] += labels
+        target["seq_lengths"].append(len(ids))
+    return Dataset.from_list(closed + open_now)
