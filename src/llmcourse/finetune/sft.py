@@ -1,8 +1,9 @@
 """`llmcourse sft`: full, LoRA and QLoRA fine-tuning with TRL's SFTTrainer.
 
 We tokenize ourselves (any chat template, loss only on assistant turns unless `train_on_inputs`)
-and hand TRL a pre-tokenized dataset; TRL does packing (padding-free BFD), loss masking and the
-loop. Outputs follow the Hugging Face layout; adapters can be merged at the end.
+and hand TRL a pre-tokenized dataset; TRL runs the loop. With `sample_packing` we pack rows in the
+shuffled order (`finetune.packing`) for SDPA attention; with flash-attention TRL packs (padding-free,
+best-fit decreasing) for its varlen kernels. Outputs follow the Hugging Face layout; adapters can be merged at the end.
 """
 
 from __future__ import annotations
