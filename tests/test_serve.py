@@ -3,6 +3,7 @@ GGUF file (llama.cpp's server): chat completions, streaming, API keys, and a bur
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -113,6 +114,19 @@ def test_a_burst_of_32_requests_is_served_in_full_at_default_settings(hf_server:
     expected = [engine.generate(engine.prompt_ids(f"Is {n} even or odd?"), get_strategy("greedy"), DecodeOptions(max_new_tokens=6)).text
                 for n in range(32)]
     assert [text for _, text in results] == expected, "batched answers are the answers generate gives one at a time"
+
+
+def test_a_request_beyond_the_context_is_refused_before_it_joins_a_batch(hf_server: tuple[str, str]) -> None:
+    from openai import BadRequestError, OpenAI
+
+    base, path = hf_server
+    context = json.loads((Path(path) / "config.json").read_text())["max_position_embeddings"]
+    client = OpenAI(base_url=base, api_key=KEY, max_retries=0)
+    question = [{"role": "user", "content": "Is 14 even or odd?"}]
+    with pytest.raises(BadRequestError) as refused:
+        client.chat.completions.create(model="lab-sft", messages=question, max_tokens=context)
+    assert refused.value.code == "context_length_exceeded" and f"maximum context length is {context}" in refused.value.message
+    assert client.chat.completions.create(model="lab-sft", messages=question, max_tokens=4, temperature=0).choices[0].message.content
 
 
 def test_beyond_its_queue_the_server_refuses_with_503_and_stays_up(lab_sft: str) -> None:

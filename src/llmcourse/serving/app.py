@@ -62,6 +62,14 @@ def create_app(engine: Any, model_id: str, api_key: str | None = None, max_batch
         if batcher.full():
             return JSONResponse(error_body("The server is busy; retry shortly.", "server_busy"), status_code=503, headers={"Retry-After": "1"})
         strategy, options, seed = decode_options(body)
+        context = getattr(getattr(engine, "model", None), "config", None)
+        context = getattr(context, "max_position_embeddings", None)
+        if context and len(ids) + options.max_new_tokens > context:  # checked here: one such request would fail its whole batch
+            return JSONResponse(error_body(f"This model's maximum context length is {context} tokens. However, you requested "
+                                           f"{len(ids) + options.max_new_tokens} tokens ({len(ids)} in the messages, "
+                                           f"{options.max_new_tokens} in the completion). Please reduce the length of the "
+                                           "messages or the completion.", "invalid_request_error", "context_length_exceeded"),
+                                status_code=400)
         created, rid = int(time.time()), ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         job = Job(ids, strategy, options, seed, stream=bool(body.get("stream")))
         done = batcher.submit(job)
