@@ -56,3 +56,16 @@ def test_packed_rows_keep_the_shuffled_mix_of_examples() -> None:
     mixed = [len(set(row["seq_lengths"])) == 2 for row in packed]
     assert sum(mixed) >= len(packed) - 1, [row["seq_lengths"] for row in packed]
     assert sum(len(row["input_ids"]) for row in packed) / (28 * len(packed)) > 0.85, "rows still fill up"
+
+
+def test_sequential_packing_keeps_the_order_and_a_row_holds_at_most_bin_size_examples() -> None:
+    # Axolotl's sample_packing_sequentially (next-fit) and sample_packing_bin_size, through the recipe.
+    from llmcourse.finetune.packing import pack_rows
+    from llmcourse.recipes.registry import load_command_recipe
+
+    recipe = load_command_recipe("sft", "lab/sft", ["sample_packing_sequentially=true", "sample_packing_bin_size=3"], None)
+    assert recipe.sample_packing_sequentially and recipe.sample_packing_bin_size == 3
+    rows = [{"input_ids": [i] * n, "assistant_masks": [1] * n} for i, n in enumerate([9, 2, 8, 3, 3, 1, 7, 2, 2, 2])]
+    packed = pack_rows(rows, max_length=12, open_rows=1, max_examples=recipe.sample_packing_bin_size)
+    assert [token for row in packed for token in row["input_ids"]] == [token for row in rows for token in row["input_ids"]]
+    assert [row["seq_lengths"] for row in packed] == [[9, 2], [8, 3], [3, 1, 7], [2, 2, 2]]

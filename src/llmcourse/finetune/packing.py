@@ -12,8 +12,9 @@ ourselves and hand the trainer packed rows (TRL's column names: `input_ids`, `la
 examples by length, so a packed row holds examples of one length, which in a chat dataset often
 means one task, and every optimizer step sees a few tasks instead of a sample of all. On the lab
 (3000 chats of five skills, 4 rows of 256 tokens per step, one epoch) that left the held-out loss at
-0.172 against 0.104 packing in order (benchmarks/README.md). Packing in order keeps the shuffle:
-each example goes to the first of a few open rows it fits, so rows fill almost as well.
+0.172 against 0.104 packing in order (benchmarks/README.md). Packing in order keeps the shuffle,
+as Axolotl's multipack sampler (first fit in the sampler's order) and torchtune's greedy packing
+do: each example goes to the first of a few open rows it fits, and rows fill as well.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ def row_packed_collator(pad_token_id: int, pad_to_multiple_of: int | None = None
                              pad_to_multiple_of=pad_to_multiple_of)
 
 
-def pack_rows(rows: list[dict[str, Any]], max_length: int, shuffle_seed: int | None = None, open_rows: int = 8) -> Any:
+def pack_rows(rows: list[dict[str, Any]], max_length: int, shuffle_seed: int | None = None, open_rows: int = 8,
+              max_examples: int = 200) -> Any:
     """Tokenized rows (`input_ids`, `assistant_masks`) as a Dataset of packed rows of at most
-    `max_length` tokens, with labels (-100 outside the assistant turns) and the `seq_lengths` the
-    collator turns into position ids. Shuffled first when given a seed, then packed in that order:
-    each example goes to the first of `open_rows` rows with room for it (an example longer than
-    `max_length` is truncated); a row is closed when an example opens a row beyond those."""
+    `max_length` tokens and `max_examples` examples, with labels (-100 outside the assistant turns)
+    and the `seq_lengths` the collator turns into position ids. Shuffled first when given a seed,
+    then packed in that order: each example goes to the first of `open_rows` rows with room for it
+    (an example longer than `max_length` is truncated); a row is closed when an example opens a row
+    beyond those. `open_rows=1` is next-fit, Axolotl's `sample_packing_sequentially`."""
     import random
 
     from datasets import Dataset
@@ -56,7 +59,8 @@ def pack_rows(rows: list[dict[str, Any]], max_length: int, shuffle_seed: int | N
     for index in order:
         ids = rows[index]["input_ids"][:max_length]
         labels = [token if keep else -100 for token, keep in zip(ids, rows[index]["assistant_masks"])]
-        target = next((row for row in open_now if len(row["input_ids"]) + len(ids) <= max_length), None)
+        target = next((row for row in open_now
+                       if len(row["input_ids"]) + len(ids) <= max_length and len(row["seq_lengths"]) < max_examples), None)
         if target is None:
             target = {"input_ids": [], "labels": [], "seq_lengths": []}
             open_now.append(target)

@@ -161,8 +161,10 @@ def run(recipe: SftRecipe, overwrite: bool = False, resume: bool = False, callba
             from llmcourse.finetune.packing import pack_rows, row_packed_collator
 
             seed = config.seed if config.shuffle_dataset else None
-            train_data = pack_rows(train_rows, recipe.sequence_len, seed)
-            eval_data = pack_rows(eval_rows, recipe.sequence_len, seed) if eval_rows and config.eval_packing is not False else eval_data
+            open_rows = 1 if recipe.sample_packing_sequentially else 8
+            train_data = pack_rows(train_rows, recipe.sequence_len, seed, open_rows, recipe.sample_packing_bin_size)
+            if eval_rows and config.eval_packing is not False:
+                eval_data = pack_rows(eval_rows, recipe.sequence_len, seed, open_rows, recipe.sample_packing_bin_size)
             collator = row_packed_collator(tokenizer.pad_token_id, config.pad_to_multiple_of)
         trainer = SFTTrainer(model=model, args=config, data_collator=collator, train_dataset=train_data, eval_dataset=eval_data,
                              processing_class=tokenizer, callbacks=callbacks)

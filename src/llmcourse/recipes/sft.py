@@ -126,6 +126,10 @@ class SftRecipe(CommandRecipe, TrackerKeys):
     train_on_inputs: bool = False
     sequence_len: int = Field(default=2048, ge=8)
     sample_packing: bool = False
+    # Axolotl's packing knobs: next-fit in the shuffled order (instead of first fit among a few open
+    # rows), and the most examples one packed row may hold
+    sample_packing_sequentially: bool = False
+    sample_packing_bin_size: int = Field(default=200, ge=1)
     adapter: Literal["lora", "qlora", "none"] = "none"
     load_in_4bit: bool = False
     load_in_8bit: bool = False
