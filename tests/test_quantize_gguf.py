@@ -85,11 +85,12 @@ def test_gguf_logits_match_transformers_through_llama_cpp(gguf_run: dict, sft_mo
     reference = hf_logits(sft_model, ids)
     # F32 shows the conversion is exact (q/k permutation, norms, tied embeddings, vocabulary).
     assert np.abs(llama_cpp_logits(gguf_run["files"]["F32"], ids) - reference).max() < 1e-3
-    # F16 is held to the precision F16 has: rounding the weights alone moves the HF model's own
-    # logits by ~0.012 max on this model, and llama.cpp's F16 matmuls round activations too.
-    f16_rounding = np.abs(hf_logits(sft_model, ids, f16_weights=True) - reference).max()
+    # F16 is held to the precision F16 has, measured on this model: rounding the weights alone moves
+    # the HF model's own logits (lab SFT model: 0.035 max, 0.0006 mean), and llama.cpp's F16 matmuls
+    # round activations too (0.090 max, 0.0011 mean). A wrong conversion is off by the logits' scale (~2).
+    f16_rounding = np.abs(hf_logits(sft_model, ids, f16_weights=True) - reference)
     f16 = np.abs(llama_cpp_logits(gguf_run["files"]["F16"], ids) - reference)
-    assert f16.max() < 3 * f16_rounding and f16.mean() < 1e-3, (f16.max(), f16_rounding)
+    assert f16.max() < 3 * f16_rounding.max() and f16.mean() < 3 * f16_rounding.mean(), (f16.max(), f16.mean(), f16_rounding.max())
 
 
 def test_quality_report_meets_the_bar(gguf_run: dict) -> None:
