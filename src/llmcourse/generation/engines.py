@@ -143,11 +143,11 @@ class HfEngine:
         if seed is not None:
             torch.manual_seed(seed)
         width = max(len(ids) for ids in prompts)
-        pad = self._kwargs(strategy, options)["pad_token_id"]
+        kwargs = self._kwargs(strategy, replace(options, max_new_tokens=max(limits)))
+        pad = kwargs["pad_token_id"]
         inputs = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.model.device)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.model.device)
         streamer = RowStreamer(self.tokenizer, self.stop_ids, limits, on_text) if on_text else None
-        kwargs = {**self._kwargs(strategy, replace(options, max_new_tokens=max(limits)))}
         with torch.no_grad():
             out = self.model.generate(input_ids=inputs, attention_mask=mask, stopping_criteria=[RowLimits(width, limits)],
                                       streamer=streamer, **kwargs)
