@@ -68,26 +68,39 @@ def _rows(skill: str, count: int) -> list[dict]:
 
 def write_lab_tasks(folder: Path, count: int = HELDOUT_PER_SKILL) -> Path:
     """Write the data files and task YAMLs into `folder` (once: reused when already complete)."""
+    return _write(folder, _all_rows(count))
+
+
+def lab_tasks_folder() -> Path:
+    """Where the lab task YAMLs live: under $LLMCOURSE_HOME, in a folder named by the task
+    definitions' version and a digest of the questions, so that a changed lab (a new data version,
+    a skill's new answers) gets its own folder instead of being scored against the old questions."""
+    from llmcourse.core.cache import llmcourse_home
+
+    rows = _all_rows(HELDOUT_PER_SKILL)
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:10]
+    return _write(llmcourse_home() / "eval" / f"lab-tasks-v{TASK_VERSION:g}-{digest}", rows)
+
+
+def _all_rows(count: int) -> dict[str, list[dict]]:
     from llmcourse.lab import skills
 
+    return {skill: _rows(skill, count) for skill in skills.SKILLS}
+
+
+def _write(folder: Path, rows: dict[str, list[dict]]) -> Path:
+    count = len(next(iter(rows.values())))
     marker = folder / "complete.json"
     if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("count") == count:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    for skill in skills.SKILLS:
+    for skill, skill_rows in rows.items():
         data = folder / f"{skill}.jsonl"
-        replace_text(data, "".join(json.dumps(row) + "\n" for row in _rows(skill, count)))
+        replace_text(data, "".join(json.dumps(row) + "\n" for row in skill_rows))
         for task in (_generation_task(skill, data.resolve()), _choice_task(skill, data.resolve())):
             replace_text(folder / f"{task['task']}.yaml", yaml.safe_dump(task, sort_keys=False))
     replace_text(marker, json.dumps({"count": count, "version": TASK_VERSION}) + "\n")
     return folder
-
-
-def lab_tasks_folder() -> Path:
-    """Where the lab task YAMLs live: under $LLMCOURSE_HOME, versioned with the task definitions."""
-    from llmcourse.core.cache import llmcourse_home
-
-    return write_lab_tasks(llmcourse_home() / "eval" / f"lab-tasks-v{TASK_VERSION:g}")
 
 
 def perplexity_task(name: str, documents: list[str], folder: Path) -> Path:
