@@ -168,3 +168,66 @@ def test_openai_client_against_llama_cpp_server_on_a_gguf(demo_report: dict) -> 
         process.terminate()
         process.wait(timeout=20)
     assert Path(gguf).suffix == ".gguf"
+
+
+class OneBadPrompt:
+    """The real engine, except that any `generate` call holding `bad` fails (as a request that breaks
+    the model would); records the batch sizes it was called with."""
+
+    def __init__(self, engine: object, bad: list[int]) -> None:
+        self.engine, self.bad, self.calls = engine, bad, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.engine, name)
+
+    def generate_batch(self, prompts: list[list[int]], *args: object) -> list:
+        self.calls.append(len(prompts))
+        if self.bad in prompts:
+            raise RuntimeError("this prompt breaks the model")
+        return self.engine.generate_batch(prompts, *args)
+
+
+def test_a_failing_request_fails_alone_and_its_batch_mates_are_answered(lab_sft: str) -> None:
+    import asyncio
+
+    from llmcourse.generation.engines import HfEngine
+    from llmcourse.generation.strategies import DecodeOptions, get_strategy
+    from llmcourse.serving.batching import Batcher, Job
+
+    real = HfEngine(lab_sft)
+    greedy, options = get_strategy("greedy"), DecodeOptions(max_new_tokens=6)
+    prompts = [real.prompt_ids(f"Is {n} even or odd?") for n in range(4)]
+    engine = OneBadPrompt(real, prompts[2])
+
+    async def serve() -> list:
+        batcher = Batcher(engine, max_batch=8, max_queue=8)
+        futures = [batcher.submit(Job(ids, greedy, options)) for ids in prompts]  # all waiting: one batch
+        worker = asyncio.create_task(batcher.serve_forever())
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        worker.cancel()
+        return results
+
+    results = asyncio.run(serve())
+    assert engine.calls == [4, 1, 1, 1, 1], "the failed batch is decoded again one request at a time"
+    assert isinstance(results[2], RuntimeError)
+    expected = [real.generate(ids, greedy, options).text for ids in prompts]
+    assert [row.text for index, row in enumerate(results) if index != 2] == expected[:2] + expected[3:]
+
+
+def test_a_failed_generation_is_answered_with_openai_error_json_and_the_server_goes_on(lab_sft: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from llmcourse.generation.engines import HfEngine
+    from llmcourse.serving.app import create_app
+
+    real = HfEngine(lab_sft)
+    engine = OneBadPrompt(real, real.prompt_ids("break"))
+    with TestClient(create_app(engine, "lab-sft")) as client:
+        ask = {"model": "lab-sft", "temperature": 0, "max_tokens": 4}
+        failed = client.post("/v1/chat/completions", json={**ask, "messages": [{"role": "user", "content": "break"}]})
+        assert failed.status_code == 500 and failed.json()["error"]["type"] == "server_error"
+        assert "breaks the model" in failed.json()["error"]["message"]
+        streamed = client.post("/v1/chat/completions", json={**ask, "stream": True, "messages": [{"role": "user", "content": "break"}]})
+        assert '"server_error"' in streamed.text
+        fine = client.post("/v1/chat/completions", json={**ask, "messages": [{"role": "user", "content": "Is 14 even or odd?"}]})
+        assert fine.status_code == 200 and fine.json()["choices"][0]["message"]["content"]

@@ -94,6 +94,7 @@ class HfEngine:
         self.name = model
         self.draft = load_causal_lm(draft_model, allow_pickle=allow_pickle)[0] if draft_model else None
         self.stop_ids = end_of_turn_ids(self.tokenizer)
+        self.context_length: int | None = getattr(self.model.config, "max_position_embeddings", None)
 
     def prompt_ids(self, prompt: str, raw: bool = False, system: str | None = None, history: list[dict[str, str]] | None = None) -> list[int]:
         """Token ids of the prompt: through the chat template when the model has one and not `raw`."""

@@ -22,6 +22,11 @@ def error_body(message: str, kind: str, code: str | None = None) -> dict[str, An
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
+def generation_error(exc: Exception) -> dict[str, Any]:
+    """OpenAI's error JSON for a request whose generation failed (the server log has the traceback)."""
+    return error_body(f"Generation failed: {type(exc).__name__}: {exc}", "server_error")
+
+
 def decode_options(body: dict[str, Any]) -> tuple[Any, DecodeOptions, int | None]:
     """(strategy, options, seed or None) from an OpenAI request: temperature 0 is greedy, else nucleus sampling."""
     temperature = float(body.get("temperature", 1.0) if body.get("temperature") is not None else 1.0)
@@ -62,8 +67,7 @@ def create_app(engine: Any, model_id: str, api_key: str | None = None, max_batch
         if batcher.full():
             return JSONResponse(error_body("The server is busy; retry shortly.", "server_busy"), status_code=503, headers={"Retry-After": "1"})
         strategy, options, seed = decode_options(body)
-        context = getattr(getattr(engine, "model", None), "config", None)
-        context = getattr(context, "max_position_embeddings", None)
+        context = engine.context_length
         if context and len(ids) + options.max_new_tokens > context:  # checked here: one such request would fail its whole batch
             return JSONResponse(error_body(f"This model's maximum context length is {context} tokens. However, you requested "
                                            f"{len(ids) + options.max_new_tokens} tokens ({len(ids)} in the messages, "
@@ -74,7 +78,10 @@ def create_app(engine: Any, model_id: str, api_key: str | None = None, max_batch
         job = Job(ids, strategy, options, seed, stream=bool(body.get("stream")))
         done = batcher.submit(job)
         if not job.stream:
-            row = await done
+            try:
+                row = await done
+            except Exception as exc:  # noqa: BLE001  (the worker logged it; the client gets OpenAI's error JSON)
+                return JSONResponse(generation_error(exc), status_code=500)
             usage = {"prompt_tokens": len(ids), "completion_tokens": len(row.token_ids), "total_tokens": len(ids) + len(row.token_ids)}
             choice = ({"index": 0, "message": {"role": "assistant", "content": row.text}, "finish_reason": row.finish_reason} if chat
                       else {"index": 0, "text": row.text, "logprobs": None, "finish_reason": row.finish_reason})
@@ -95,7 +102,11 @@ def create_app(engine: Any, model_id: str, api_key: str | None = None, max_batch
             while (piece := await job.pieces.get()) is not None:
                 sent += piece
                 yield chunk({"content": piece})
-            row = await done
+            try:
+                row = await done
+            except Exception as exc:  # noqa: BLE001
+                yield _sse(generation_error(exc))
+                return
             if row.text.startswith(sent) and len(row.text) > len(sent):
                 yield chunk({"content": row.text[len(sent):]})
             yield chunk({}, row.finish_reason)

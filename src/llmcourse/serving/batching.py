@@ -3,13 +3,17 @@ requests that arrive meanwhile wait, and the next call decodes up to `max_batch`
 (left-padded, each with its own token limit), so a burst of 32 costs about what one request does on
 a small model. Requests batch together when they decode alike (same strategy, temperature, top_p);
 a sampled request with its own `seed` runs alone, so that seed repeats its answer. Beyond
-`max_queue` waiting requests the server refuses with 503 rather than pile up."""
+`max_queue` waiting requests the server refuses with 503 rather than pile up. When a batch's
+`generate` fails, its requests are decoded again one by one, so one bad request fails alone."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Hashable
+
+log = logging.getLogger("llmcourse.serve")
 
 from llmcourse.generation.strategies import DecodeOptions, Strategy
 
@@ -25,10 +29,12 @@ class Job:
     stream: bool = False
     pieces: asyncio.Queue = field(default_factory=asyncio.Queue)  # text pieces, then None
     done: asyncio.Future | None = None  # the BatchRow
+    streamed: bool = False  # some text already went to the client
+    alone: bool = False  # decode in a batch of its own (after its batch failed)
 
     def batch_key(self) -> Hashable:
         """Jobs with equal keys can share one `generate` call."""
-        if self.strategy.samples and self.seed is not None:
+        if self.alone or (self.strategy.samples and self.seed is not None):
             return ("alone", id(self))
         return (self.strategy.name, replace(self.options, max_new_tokens=0))
 
@@ -76,16 +82,30 @@ class Batcher:
             batch = self.take_batch()
             try:
                 rows = await run_in_threadpool(self.decode, batch, loop)
-            except Exception as exc:  # one bad batch must not stop the server: its requests get the error
+            except Exception as exc:  # one bad request must not fail its batch-mates, nor stop the server
+                if len(batch) == 1:
+                    log.exception("generation failed")
+                    self.finish(batch[0], error=exc)
+                    continue
+                retry = [job for job in batch if not job.streamed]
                 for job in batch:
-                    job.pieces.put_nowait(None)
-                    if not job.done.done():
-                        job.done.set_exception(exc)
+                    job.alone = True
+                    if job.streamed:  # its client has part of an answer: it cannot start again
+                        self.finish(job, error=exc)
+                self.pending[:0] = retry
                 continue
             for job, row in zip(batch, rows):
-                job.pieces.put_nowait(None)
-                if not job.done.done():  # a client that went away cancelled its future
-                    job.done.set_result(row)
+                self.finish(job, row=row)
+
+    @staticmethod
+    def finish(job: Job, row: Any = None, error: Exception | None = None) -> None:
+        """End `job`'s stream and resolve its future (unless its client went away and cancelled it)."""
+        job.pieces.put_nowait(None)
+        if not job.done.done():
+            if error is not None:
+                job.done.set_exception(error)
+            else:
+                job.done.set_result(row)
 
     def decode(self, batch: list[Job], loop: asyncio.AbstractEventLoop) -> list[Any]:
         """One `generate` call for the batch (on the worker thread)."""
@@ -93,6 +113,7 @@ class Batcher:
 
         def on_text(row: int, piece: str) -> None:
             if row in streams:
+                streams[row].streamed = True
                 loop.call_soon_threadsafe(streams[row].pieces.put_nowait, piece)
 
         first = batch[0]
