@@ -231,3 +231,60 @@ def test_a_failed_generation_is_answered_with_openai_error_json_and_the_server_g
         assert '"server_error"' in streamed.text
         fine = client.post("/v1/chat/completions", json={**ask, "messages": [{"role": "user", "content": "Is 14 even or odd?"}]})
         assert fine.status_code == 200 and fine.json()["choices"][0]["message"]["content"]
+
+
+def test_continuous_batching_without_a_gpu_is_refused_before_loading(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the gpu-marked test covers the flag")
+    result = subprocess.run([sys.executable, "-m", "llmcourse", "serve", str(tmp_path / "no-such-model"), "--continuous-batching"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--continuous-batching needs a CUDA GPU" in result.stderr
+    assert "Traceback" not in result.stderr and "not found" not in result.stderr.lower(), "refused before the model is looked at"
+
+
+def continuous_batching_checks(client: object, engine: object) -> None:
+    """Greedy answers through transformers' continuous batching equal `generate`'s; sampling is refused."""
+    from llmcourse.generation.strategies import DecodeOptions, get_strategy
+
+    ask = {"model": "lab-sft", "max_tokens": 6}
+    for n in (3, 14):
+        question = f"Is {n} even or odd?"
+        expected = engine.generate(engine.prompt_ids(question), get_strategy("greedy"), DecodeOptions(max_new_tokens=6)).text
+        answer = client.post("/v1/chat/completions", json={**ask, "messages": [{"role": "user", "content": question}]})
+        assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == expected
+        streamed = client.post("/v1/chat/completions", json={**ask, "stream": True, "messages": [{"role": "user", "content": question}]})
+        pieces = [json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: {")]
+        assert "".join(p["choices"][0]["delta"].get("content") or "" for p in pieces) == expected
+    sampled = client.post("/v1/chat/completions", json={**ask, "temperature": 0.7, "messages": [{"role": "user", "content": "Is 3 even or odd?"}]})
+    assert sampled.status_code == 400 and "--continuous-batching" in sampled.json()["error"]["message"]
+
+
+def test_continuous_batching_answers_as_generate_does(lab_sft: str) -> None:
+    """transformers' manager runs on a CPU too (slowly): the server's use of it is checked here, the
+    CUDA path by the gpu-marked test."""
+    from fastapi.testclient import TestClient
+
+    from llmcourse.generation.engines import HfEngine
+    from llmcourse.serving.app import create_app
+
+    reference = HfEngine(lab_sft)
+    with TestClient(create_app(HfEngine(lab_sft), "lab-sft", continuous_batching=True)) as client:
+        continuous_batching_checks(client, reference)
+
+
+@pytest.mark.gpu
+def test_continuous_batching_on_cuda(lab_sft: str) -> None:
+    import torch
+    from fastapi.testclient import TestClient
+
+    from llmcourse.generation.engines import HfEngine
+    from llmcourse.serving.app import create_app
+
+    engine = HfEngine(lab_sft)
+    engine.model.to("cuda")
+    assert torch.cuda.is_available()
+    reference = HfEngine(lab_sft)
+    with TestClient(create_app(engine, "lab-sft", continuous_batching=True)) as client:
+        continuous_batching_checks(client, reference)

@@ -19,6 +19,8 @@ def serve(
     name: Annotated[Optional[str], typer.Option("--name", help="Model id the API reports (default: the folder or file name).")] = None,
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Requests decoded together in one generate call.")] = 32,
     max_queue: Annotated[int, typer.Option("--max-queue", min=0, help="Requests that may wait; beyond this, 503.")] = 256,
+    continuous_batching: Annotated[bool, typer.Option("--continuous-batching", help="Decode with transformers' continuous batching "
+                                                      "(paged attention; CUDA only; greedy).")] = False,
     allow_pickle: AllowPickle = False,
     debug: Debug = False,
 ) -> None:
@@ -30,6 +32,8 @@ def serve(
         if host not in ("127.0.0.1", "localhost", "::1"):
             err.print(f"[yellow]warning:[/] binding {host}: the API is reachable from other machines" + ("" if api_key else " and has no --api-key"))
         model_id = name or Path(model.rstrip("/")).name
+        if continuous_batching:
+            check_continuous_batching(model)
         if model.endswith(".gguf"):
             from llmcourse.serving.gguf import serve_gguf
 
@@ -41,9 +45,23 @@ def serve(
 
         engine = open_engine(model, allow_pickle)
         err.print(f"serving {model} as '{model_id}' on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
-        uvicorn.run(create_app(engine, model_id, api_key, max_batch=max_batch, queue=max_queue), host=host, port=port, log_level="warning")
+        app = create_app(engine, model_id, api_key, max_batch=max_batch, queue=max_queue, continuous_batching=continuous_batching)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
 
     guarded(debug, action)
+
+
+def check_continuous_batching(model: str) -> None:
+    """--continuous-batching needs a transformers model on a CUDA device: refuse anything else before loading."""
+    from llmcourse.core.errors import UserError
+
+    if model.endswith(".gguf"):
+        raise UserError("--continuous-batching is for transformers models", hint="llama.cpp's server batches GGUF requests itself: drop the flag")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError("--continuous-batching needs a CUDA GPU (transformers' paged-attention manager is far slower on a CPU "
+                        "than serve's own batching)", hint="drop the flag: without it, serve batches waiting requests together")
 
 
 def space(

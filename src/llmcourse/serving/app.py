@@ -36,17 +36,26 @@ def decode_options(body: dict[str, Any]) -> tuple[Any, DecodeOptions, int | None
     return strategy, options, (int(body["seed"]) if body.get("seed") is not None else None)
 
 
-def create_app(engine: Any, model_id: str, api_key: str | None = None, max_batch: int = 32, queue: int = 256) -> Any:
-    """The FastAPI app serving `engine` (an HfEngine) under the name `model_id`."""
+def create_app(engine: Any, model_id: str, api_key: str | None = None, max_batch: int = 32, queue: int = 256,
+               continuous_batching: bool = False) -> Any:
+    """The FastAPI app serving `engine` (an HfEngine) under the name `model_id`; with `continuous_batching`,
+    through transformers' continuous batching manager (`serving.continuous`, greedy only)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, StreamingResponse
 
-    batcher = Batcher(engine, max_batch, queue)
+    if continuous_batching:
+        from llmcourse.serving.continuous import ContinuousBatcher
+
+        batcher: Any = ContinuousBatcher(engine, queue)
+    else:
+        batcher = Batcher(engine, max_batch, queue)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        if continuous_batching:
+            batcher.start()
         worker = asyncio.create_task(batcher.serve_forever())
         yield
         worker.cancel()
@@ -66,7 +75,12 @@ def create_app(engine: Any, model_id: str, api_key: str | None = None, max_batch
     async def respond(body: dict[str, Any], ids: list[int], chat: bool) -> Any:
         if batcher.full():
             return JSONResponse(error_body("The server is busy; retry shortly.", "server_busy"), status_code=503, headers={"Retry-After": "1"})
-        strategy, options, seed = decode_options(body)
+        if continuous_batching and body.get("temperature") not in (None, 0):
+            return JSONResponse(error_body("This server runs with --continuous-batching, which decodes greedily (transformers' "
+                                           "manager shares one generation config): send temperature 0, or restart the server "
+                                           "without --continuous-batching to sample.", "invalid_request_error", "unsupported_value"),
+                                status_code=400)
+        strategy, options, seed = decode_options({**body, "temperature": 0} if continuous_batching else body)
         context = engine.context_length
         if context and len(ids) + options.max_new_tokens > context:  # checked here: one such request would fail its whole batch
             return JSONResponse(error_body(f"This model's maximum context length is {context} tokens. However, you requested "
