@@ -130,16 +130,47 @@ def test_a_request_beyond_the_context_is_refused_before_it_joins_a_batch(hf_serv
 
 
 def test_beyond_its_queue_the_server_refuses_with_503_and_stays_up(lab_sft: str) -> None:
-    process, base = start_server(lab_sft, "--name", "lab-sft", "--max-batch", "1", "--max-queue", "2")
-    try:
-        results = burst(base, 16, max_tokens=16)
-        codes = [code for code, _ in results]
-        assert set(codes) == {200, 503} and codes.count(200) >= 3, codes  # one decoding and two waiting at least
-        assert all(detail == "1" for code, detail in results if code == 503), "refusals carry Retry-After"
-        assert burst(base, 1)[0][0] == 200, "the server is still up"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    """The worker is held inside `generate` while three requests arrive for a queue of two: exactly
+    one is refused, whatever order they arrive in; released, the server answers the others."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from fastapi.testclient import TestClient
+
+    from llmcourse.generation.engines import HfEngine
+    from llmcourse.serving.app import create_app
+
+    engine = HeldEngine(HfEngine(lab_sft))
+    ask = {"model": "lab-sft", "temperature": 0, "max_tokens": 4, "messages": [{"role": "user", "content": "Is 14 even or odd?"}]}
+    with TestClient(create_app(engine, "lab-sft", max_batch=1, queue=2)) as client, ThreadPoolExecutor(4) as pool:
+        first = pool.submit(client.post, "/v1/chat/completions", json=ask)
+        assert engine.entered.wait(60), "the first request reached generate"
+        burst = [pool.submit(client.post, "/v1/chat/completions", json=ask) for _ in range(3)]
+        done, _ = wait(burst, timeout=60, return_when=FIRST_COMPLETED)  # while the worker is held, only a refusal returns
+        assert [future.result().status_code for future in done] == [503]
+        engine.release.set()
+        answers = [first.result(timeout=120)] + [future.result(timeout=120) for future in burst]
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [200, 200, 200, 503], codes
+    refused = next(answer for answer in answers if answer.status_code == 503)
+    assert refused.headers["retry-after"] == "1" and refused.json()["error"]["type"] == "server_busy"
+    assert len({answer.json()["choices"][0]["message"]["content"] for answer in answers if answer.status_code == 200}) == 1
+
+
+class HeldEngine:
+    """The real engine, whose first `generate` call waits until `release` is set."""
+
+    def __init__(self, engine: object) -> None:
+        import threading
+
+        self.engine, self.entered, self.release = engine, threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.engine, name)
+
+    def generate_batch(self, *args: object) -> list:
+        self.entered.set()
+        assert self.release.wait(120)
+        return self.engine.generate_batch(*args)
 
 
 def test_jobs_batch_with_jobs_that_decode_alike_and_a_seeded_sample_runs_alone() -> None:
