@@ -7,8 +7,10 @@ collection, the demo once the base exists) while the other tests run beside them
 thread; tests are ordered so that those needing a demo stage come after those that need none, and
 each waits only for the stage it uses. The background jobs keep the default thread count (their
 numbers are those of `make demo`) with passive OpenMP waiting, so they yield the core the tests
-use. Nothing is skipped or faked: the fixtures hand tests exactly what `llmcourse lab build --json`
-and `llmcourse demo --json` printed. With the GGUF engine (llama.cpp's threads spin) sharing
+use. The SFT and DPO fixtures go through the lab cache as the demo does (`run_cached`): a stage the
+demo has built is reused, one it is building is waited for, one it has not reached is built by the
+fixture (and the demo then reuses it). Nothing is skipped or faked: the other fixtures hand tests
+exactly what `llmcourse lab build --json` and `llmcourse demo --json` printed. With the GGUF engine (llama.cpp's threads spin) sharing
 cores is slower than taking turns, so that session runs everything in turn."""
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -160,35 +161,39 @@ def lab_base(lab_home: Path, request: pytest.FixtureRequest) -> dict:
     return json.loads(result.stdout)
 
 
-def _demo_stage(path: Path, request: pytest.FixtureRequest) -> str:
-    """Wait until the demo has finished the stage whose cache folder is `path` (complete once its
-    `report.json` is in it), without waiting for the rest of the demo."""
-    demo = BACKGROUND.get("demo")
-    while not (path / "report.json").is_file():
-        if demo is None or not demo.running():
-            request.getfixturevalue("demo_report")  # fails with the demo's stderr, or has built the stage
-            break
-        time.sleep(1)
-    assert (path / "report.json").is_file(), path
+def _lab_stage(name: str, recipe: object, runner: object) -> str:
+    """The lab cache folder of `recipe`, through the cache itself: reused when finished, waited for
+    while another process (the background demo) builds it, else built here on all the cores the
+    demo would use (`llmcourse.lab.cache.run_cached`)."""
+    import torch
+
+    from llmcourse.lab.cache import run_cached
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(DEFAULT_THREADS or os.cpu_count() or 1))
+    try:
+        path, _ = run_cached(name, recipe, runner)
+    finally:
+        torch.set_num_threads(threads)
     return str(path)
 
 
 @pytest.fixture(scope="session")
-def lab_sft(lab_base: dict, request: pytest.FixtureRequest) -> str:
-    """The demo's SFT model (the shipped lab SFT recipe on the lab base), as soon as the demo has it."""
-    from llmcourse.lab.cache import cache_path
+def lab_sft(lab_base: dict) -> str:
+    """The demo's SFT model: the shipped lab SFT recipe on the lab base."""
     from llmcourse.demo.run import sft_recipe
+    from llmcourse.finetune.sft import run as run_sft
 
-    return _demo_stage(cache_path("sft", sft_recipe(lab_base["path"])), request)
+    return _lab_stage("sft", sft_recipe(lab_base["path"]), run_sft)
 
 
 @pytest.fixture(scope="session")
-def lab_dpo(lab_sft: str, request: pytest.FixtureRequest) -> str:
-    """The demo's DPO model (the shipped lab DPO recipe on the SFT model), as soon as the demo has it."""
-    from llmcourse.lab.cache import cache_path
+def lab_dpo(lab_sft: str) -> str:
+    """The demo's DPO model: the shipped lab DPO recipe on the SFT model."""
     from llmcourse.demo.run import dpo_recipe
+    from llmcourse.finetune.dpo import run as run_dpo
 
-    return _demo_stage(cache_path("dpo", dpo_recipe(lab_sft)), request)
+    return _lab_stage("dpo", dpo_recipe(lab_sft), run_dpo)
 
 
 @pytest.fixture(scope="session")

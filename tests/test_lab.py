@@ -123,3 +123,35 @@ def test_lab_export_writes_every_skill_format_and_split(tmp_path: Path) -> None:
     held_prompts = {json.loads(l)["prompt"] for l in (dest / "parity" / "heldout.preference.jsonl").read_text().splitlines()}
     assert not train_prompts & held_prompts
     assert (dest / "corpus.train.txt").stat().st_size > 0
+
+
+CACHED_RUN = """
+import json, os, sys, time
+from pathlib import Path
+from llmcourse.lab.cache import run_cached
+from llmcourse.recipes.registry import load_command_recipe
+
+def runner(recipe, overwrite):
+    with open(sys.argv[1], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    time.sleep(2)  # long enough for the other process to arrive while this one builds
+    Path(recipe.output_dir).mkdir(parents=True)
+    (Path(recipe.output_dir) / "report.json").write_text("{}")
+
+path, built = run_cached("sft", load_command_recipe("sft", "lab/sft", [], None), runner)
+print(json.dumps([str(path), built]))
+"""
+
+
+def test_two_processes_wanting_one_stage_build_it_once(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "runs.log"
+    env = {**os.environ, "LLMCOURSE_HOME": str(tmp_path / "home")}
+    processes = [subprocess.Popen([sys.executable, "-c", CACHED_RUN, str(log)], env=env, stdout=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    results = [json.loads(process.communicate(timeout=120)[0]) for process in processes]
+    assert len(log.read_text().splitlines()) == 1, "the second process waited and reused the first one's folder"
+    assert results[0][0] == results[1][0] and sorted(built for _, built in results) == [False, True]

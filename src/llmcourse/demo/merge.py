@@ -20,18 +20,19 @@ def slerp_config(a: str, b: str, t: float = 0.5, layers: int = 4) -> dict[str, A
 
 def merged(method: str, config: dict[str, Any], force: bool, moe: bool = False) -> Path:
     """The merge of `config` (mergekit YAML, or mergekit-moe YAML) into a lab cache folder named by its content."""
-    from llmcourse.lab.cache import cache_folder
+    from llmcourse.lab.cache import building, cache_folder
     from llmcourse.merge.merge import MergeSettings, run
 
     text = yaml.safe_dump(config, sort_keys=False)
     path = cache_folder(f"merge-{method}", text)
-    if (path / "report.json").exists() and not force:
-        err.print(f"reusing the {method} merge in {path}")
-        return path
-    with tempfile.TemporaryDirectory() as tmp:
-        config_file = Path(tmp) / f"{method}.yaml"
-        config_file.write_text(text, encoding="utf-8")
-        run(config_file, path, overwrite=True, moe=moe, settings=MergeSettings(random_seed=0))
+    with building(path):
+        if (path / "report.json").exists() and not force:
+            err.print(f"reusing the {method} merge in {path}")
+            return path
+        with tempfile.TemporaryDirectory() as tmp:
+            config_file = Path(tmp) / f"{method}.yaml"
+            config_file.write_text(text, encoding="utf-8")
+            run(config_file, path, overwrite=True, moe=moe, settings=MergeSettings(random_seed=0))
     return path
 
 

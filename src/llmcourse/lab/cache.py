@@ -1,12 +1,15 @@
 """The lab cache: each stage's output in a folder named by its recipe, llmcourse's version and the
-lab data version, so a finished stage is reused and a changed one is rebuilt."""
+lab data version, so a finished stage is reused and a changed one is rebuilt. Two processes that
+want the same stage at once (two demos, a test session and its background demo) build it once: the
+second waits on the first's lock and reuses its folder."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from llmcourse import __version__
 from llmcourse.core.cache import llmcourse_home
@@ -32,10 +35,36 @@ def run_cached(name: str, recipe: Any, runner: Callable[..., Any], force: bool =
     """Run `recipe` with `runner` into its cache folder unless a finished run is there.
 
     Returns (folder, built_now). A run counts as finished once it wrote `report.json`, which every
-    command writes last, inside its atomic output.
+    command writes last, inside its atomic output. While another process builds the same folder,
+    this one waits for it and then reuses its run.
     """
     path = cache_path(name, recipe)
-    if path.exists() and (path / "report.json").exists() and not force:
+    if _finished(path) and not force:
         return path, False
-    runner(recipe.model_copy(update={"output_dir": str(path)}), overwrite=True)
+    with building(path):
+        if _finished(path) and not force:  # built by another process while this one waited
+            return path, False
+        runner(recipe.model_copy(update={"output_dir": str(path)}), overwrite=True)
     return path, True
+
+
+def _finished(path: Path) -> bool:
+    return (path / "report.json").is_file()
+
+
+@contextlib.contextmanager
+def building(path: Path) -> Iterator[None]:
+    """Hold the lock of cache folder `path` (a `.lock` file beside it; the system releases it when
+    the process ends, so a crash leaves no stale lock). Without `fcntl` (Windows), no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
