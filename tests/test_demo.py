@@ -25,9 +25,9 @@ def test_sft_lifts_exact_match_by_50_points(demo_report: dict) -> None:
     from llmcourse.demo.run import sft_lift
 
     chat_base, sft = demo_report["stages"][1]["metrics"], demo_report["stages"][2]["metrics"]
-    assert sft["sft_skills"] == ["parity", "sentiment", "count"]
+    assert sft["sft_skills"] == ["parity", "sentiment"]
     assert sft_lift(chat_base, sft) >= 0.5, (chat_base, sft)
-    for skill in ("topic", "sign"):  # left for the merging experiment's specialists
+    for skill in ("topic", "sign"):  # left for the merging experiment's specialists (count is left out)
         assert sft[f"exact_match/{skill}"] < min(sft[f"exact_match/{taught}"] for taught in sft["sft_skills"]), sft
 
 

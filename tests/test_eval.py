@@ -45,10 +45,10 @@ def test_three_lab_models_compared_in_one_report(three_models: dict) -> None:
     sft, adapter, merged = three_models["summary"]["models"]
     assert [b["model"] for b in (sft, adapter, merged)] == [Path(p).name for p in three_models["paths"]]
     # The skills the lab SFT model was taught, which it answers on every machine measured (lab spread
-    # table: parity and sentiment 1.00, count 0.84-0.93 with a spread of 0.09, so count >= 0.5).
+    # table: parity and sentiment 1.00 at every variant).
     scores = {row["task"]: row["value"] for row in sft["tasks"] if row["metric"] in ("exact_match", "acc")}
-    for skill, floor in (("parity", 0.7), ("sentiment", 0.7), ("count", 0.5)):
-        assert scores[f"lab_{skill}"] >= floor and scores[f"lab_{skill}_mc"] >= floor, scores
+    for skill in ("parity", "sentiment"):
+        assert scores[f"lab_{skill}"] >= 0.7 and scores[f"lab_{skill}_mc"] >= 0.7, scores
     report = (three_models["out"] / "report.md").read_text()
     assert report.count("\n## ") == 3 and "| model | exact match | choice | average | word ppl | time |" in report
     assert "**" in report, "the best value per column is marked"

@@ -107,7 +107,7 @@ def print_table(results: list[StageResult], console: Any = None) -> None:
         title=f"llmcourse demo — the lab model ({params / 1e6:.2f} M parameters): held-out exact match",
         caption="100 held-out questions per skill; chat models through `llmcourse eval` (lm-eval on the lab tasks), "
         "the base through `llmcourse lab score`. The base learned every skill as plain Q/A text; SFT and DPO teach "
-        "parity, sentiment and count in chat form, and each specialist one of topic and sign",
+        "parity and sentiment in chat form, and each specialist one of topic and sign",
         header_style="bold",
     )
     accuracy.add_column("stage", no_wrap=True)

@@ -54,15 +54,16 @@ def _finished(path: Path) -> bool:
 
 @contextlib.contextmanager
 def building(path: Path) -> Iterator[None]:
-    """Hold the lock of cache folder `path` (a `.lock` file beside it; the system releases it when
-    the process ends, so a crash leaves no stale lock). Without `fcntl` (Windows), no lock."""
+    """Hold the lock of cache folder `path` (a file in `.locks` beside it; the system releases it
+    when the process ends, so a crash leaves no stale lock). Without `fcntl` (Windows), no lock."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+    locks = path.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / path.name, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
