@@ -104,6 +104,7 @@ def test_demo_ends_by_generating_from_the_final_model(demo_report: dict) -> None
         reference = engine.model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=engine.stop_ids,
                                           pad_token_id=engine.tokenizer.pad_token_id)[0, len(ids):].tolist()
     assert ours.token_ids == [t for t in reference if t not in engine.stop_ids][: len(ours.token_ids)]
+    assert generation["greedy"].strip() == generation["expected"], generation  # a taught skill: 1.00 at every spread variant
     assert len(ours.token_ids) == len([t for t in reference if t not in engine.stop_ids]), "stops where generate stops"
     assert generation["greedy"] == ours.text and generation["top_p"].strip()
     assert generation["hf_decode_tok_s"] > 0

@@ -22,7 +22,7 @@ def generation_stage(final: Any, quants: list[Any]) -> dict[str, Any]:
     from llmcourse.lab import skills
     from llmcourse.quantize.report import GgufScorer, HfScorer
 
-    row = skills.mixed(["count"], "heldout", 1)[0]
+    row = skills.mixed(["sentiment"], "heldout", 1)[0]  # a skill the final model was taught
     engine = HfEngine(final.path)
     ids = engine.prompt_ids(row.question)
     options = DecodeOptions(max_new_tokens=24, temperature=0.8, top_p=0.9)
