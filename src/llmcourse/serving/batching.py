@@ -13,9 +13,9 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Hashable
 
-log = logging.getLogger("llmcourse.serve")
-
 from llmcourse.generation.strategies import DecodeOptions, Strategy
+
+log = logging.getLogger("llmcourse.serve")
 
 
 @dataclass

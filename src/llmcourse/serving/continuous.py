@@ -22,8 +22,6 @@ from llmcourse.serving.batching import Job
 class ContinuousBatcher:
     """Hands each job to transformers' `ContinuousBatchingManager` and resolves it from its results."""
 
-    greedy_only = True
-
     def __init__(self, engine: Any, max_queue: int = 256) -> None:
         self.engine = engine
         self.max_queue = max_queue
