@@ -95,6 +95,7 @@ class HfEngine:
         self.draft = load_causal_lm(draft_model, allow_pickle=allow_pickle)[0] if draft_model else None
         self.stop_ids = end_of_turn_ids(self.tokenizer)
         self.context_length: int | None = getattr(self.model.config, "max_position_embeddings", None)
+        self.pad_id: int | None = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
 
     def prompt_ids(self, prompt: str, raw: bool = False, system: str | None = None, history: list[dict[str, str]] | None = None) -> list[int]:
         """Token ids of the prompt: through the chat template when the model has one and not `raw`."""
@@ -108,8 +109,7 @@ class HfEngine:
         kwargs = strategy.hf(options)
         if strategy.name == "speculative" and self.draft is not None:
             kwargs["assistant_model"] = self.draft
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        return {**kwargs, "max_new_tokens": options.max_new_tokens, "pad_token_id": pad, "eos_token_id": self.stop_ids}
+        return {**kwargs, "max_new_tokens": options.max_new_tokens, "pad_token_id": self.pad_id, "eos_token_id": self.stop_ids}
 
     def generate(self, ids: list[int], strategy: Strategy, options: DecodeOptions, seed: int = 0) -> Generation:
         """Decode with `strategy`; seeded, so sampling strategies repeat."""
@@ -145,8 +145,7 @@ class HfEngine:
             torch.manual_seed(seed)
         width = max(len(ids) for ids in prompts)
         kwargs = self._kwargs(strategy, replace(options, max_new_tokens=max(limits)))
-        pad = kwargs["pad_token_id"]
-        inputs = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.model.device)
+        inputs = torch.tensor([[self.pad_id] * (width - len(ids)) + ids for ids in prompts], device=self.model.device)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.model.device)
         streamer = RowStreamer(self.tokenizer, self.stop_ids, limits, on_text) if on_text else None
         with torch.no_grad():

@@ -36,9 +36,7 @@ class ContinuousBatcher:
         """Create and start the manager (greedy; stops at the model's end-of-turn tokens)."""
         from transformers import GenerationConfig
 
-        tokenizer = self.engine.tokenizer
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        config = GenerationConfig(do_sample=False, max_new_tokens=128, eos_token_id=self.engine.stop_ids, pad_token_id=pad)
+        config = GenerationConfig(do_sample=False, max_new_tokens=128, eos_token_id=self.engine.stop_ids, pad_token_id=self.engine.pad_id)
         self.manager = self.engine.model.init_continuous_batching(generation_config=config)
         self.manager.start()
 
