@@ -275,6 +275,13 @@ def test_continuous_batching_without_a_gpu_is_refused_before_loading(tmp_path: P
     assert "Traceback" not in result.stderr and "not found" not in result.stderr.lower(), "refused before the model is looked at"
 
 
+def test_continuous_batching_of_a_gguf_file_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "llmcourse", "serve", str(tmp_path / "model.Q8_0.gguf"), "--continuous-batching"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--continuous-batching is for transformers models" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def continuous_batching_checks(client: object, engine: object) -> None:
     """Greedy answers through transformers' continuous batching equal `generate`'s; sampling is refused."""
     from llmcourse.generation.strategies import DecodeOptions, get_strategy

@@ -18,7 +18,7 @@ def serve(
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="LLMCOURSE_API_KEY", help="Require `Authorization: Bearer KEY`.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Model id the API reports (default: the folder or file name).")] = None,
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Requests decoded together in one generate call.")] = 32,
-    max_queue: Annotated[int, typer.Option("--max-queue", min=0, help="Requests that may wait; beyond this, 503.")] = 256,
+    max_queue: Annotated[int, typer.Option("--max-queue", min=0, help="Requests the server holds at once (waiting, and with --continuous-batching also those being decoded); beyond this, 503.")] = 256,
     continuous_batching: Annotated[bool, typer.Option("--continuous-batching", help="Decode with transformers' continuous batching "
                                                       "(paged attention; CUDA only; greedy).")] = False,
     allow_pickle: AllowPickle = False,
