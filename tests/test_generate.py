@@ -67,9 +67,12 @@ def test_speculative_decoding_returns_the_greedy_answer(engine: HfEngine) -> Non
             engine.draft = saved
 
 
-def test_sampling_repeats_with_a_seed_and_varies_without(engine: HfEngine) -> None:
+def test_sampling_repeats_with_a_seed_and_varies_without(lab_base: dict) -> None:
+    # The base continuing prose, not the SFT model: that one answers its skills (and most other
+    # prompts) with such certainty that all 8 seeds drew the same answer at one lab spread variant.
+    engine = HfEngine(lab_base["path"])
     options = DecodeOptions(max_new_tokens=6, temperature=1.5, top_p=1.0)
-    ids = engine.prompt_ids(QUESTIONS[0])
+    ids = engine.prompt_ids("The", raw=True)
     first = engine.generate(ids, get_strategy("top-p"), options, seed=3).token_ids
     assert engine.generate(ids, get_strategy("top-p"), options, seed=3).token_ids == first
     others = {tuple(engine.generate(ids, get_strategy("temperature"), options, seed=s).token_ids) for s in range(8)}
