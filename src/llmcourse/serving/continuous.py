@@ -8,7 +8,7 @@ config across its requests (as `transformers serve` does, it takes no per-reques
 server decodes greedily: a request that asks for sampling gets a 400 naming the flag. Same
 interface as `serving.batching.Batcher` (`full`, `submit`, `serve_forever`).
 
-Only the manager's documented methods are called (`init_continuous_batching`, `add_request`,
+Only public methods of transformers' documented manager are called (`init_continuous_batching`, `add_request`,
 `register_result_handler`, `start`, `stop`; checked with transformers 5.24);
 `test_serve.py::test_continuous_batching_answers_as_generate_does` runs them on CPU, so a change
 in them fails the suite, not a user's server.
