@@ -5,10 +5,17 @@ one skill each with the demo's recipe (`llmcourse.demo.specialists`, other steps
 `llmcourse merge` (mergekit YAML, fixed seed); then `llmcourse eval` scores the parent, both
 specialists and every merge on the two skills' held-out questions (lm-eval, exact match) in one
 report. Printed: each model's scores and, per merge, the share of each specialist's own-skill
-score it keeps (goal: the best merge keeps >= 80 % of both).
+score it keeps (goal: the best merge keeps >= 80 % of both) and the share of each specialist's gain
+over the parent it keeps (what the merge carried over, whatever the parent already guessed).
+
+Options beyond the demo's recipe: `--other-skill` (how each specialist's replay treats the other
+specialist's skill), `--guessing-parent` (first teach the parent both skills' answer format at
+chance), `--seed` (a spread variant's seed: base, SFT and specialists; with `LLMCOURSE_HOME` set to
+that variant's lab cache, its own models are reused).
 
     python benchmarks/merge_specialists.py [--skills topic,sign] [--steps 400] [--lr 1e-4] [--lora-r 0]
-        [--replay 500] [--weight 1.0] [--work DIR] [--json OUT.json]
+        [--replay 500] [--other-skill parent|none|guess] [--guessing-parent] [--seed 0] [--weight 1.0]
+        [--work DIR] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -34,27 +41,49 @@ def cli(*args: str) -> str:
     return result.stdout
 
 
-def parent_model() -> str:
-    """The demo's SFT model (built with the shipped lab recipes, or reused from the lab cache)."""
+def parent_model(seed: int) -> str:
+    """The demo's SFT model for `seed` (built with the shipped lab recipes, or reused from the lab cache)."""
     from llmcourse.lab.cache import run_cached
     from llmcourse.demo.run import sft_recipe
     from llmcourse.finetune.sft import run as run_sft
 
-    base = json.loads(cli("lab", "build", "--json"))["path"]
-    path, _ = run_cached("sft", sft_recipe(base), run_sft)
+    base = json.loads(cli("lab", "build", "--json", f"train.seed={seed}"))["path"]
+    path, _ = run_cached("sft", sft_recipe(base, seed), run_sft)
     return str(path)
 
 
-def specialist(parent: str, skill: str, steps: int, learning_rate: float, lora_r: int, replay: int = 0) -> str:
-    """The parent fine-tuned further on one skill only (the demo's recipe, cached in the lab cache):
-    every weight, or (lora_r > 0) a LoRA adapter merged into the weights afterwards."""
+def guessing_parent(parent: str, skills: list[str], seed: int) -> str:
+    """`parent` fine-tuned (200 steps at 1e-4, every weight) on its own answers to every other lab
+    skill plus `skills`' questions answered at random: it answers them in their format, at chance."""
+    from llmcourse.lab import skills as lab_skills
+    from llmcourse.lab.cache import run_cached
+    from llmcourse.demo.specialists import parent_replay
+    from llmcourse.finetune.sft import run as run_sft
+    from llmcourse.recipes.registry import load_command_recipe
+
+    data = parent_replay(parent, [name for name in lab_skills.SKILLS if name not in skills], guessed=skills)
+    recipe = load_command_recipe("sft", "lab/sft", [f"base_model={parent}", f"datasets=[{{path: '{data}', type: messages}}]", "max_steps=200",
+                                                    "learning_rate=1e-4", "warmup_steps=10", "eval_lab_count=0", f"seed={seed}"], None)
+    path, _ = run_cached("sft", recipe, run_sft)
+    return str(path)
+
+
+def specialist(parent: str, skill: str, args: argparse.Namespace, others: list[str]) -> str:
+    """The parent fine-tuned further on one skill (the demo's recipe, cached in the lab cache), with
+    the parent's own answers to every other lab skill replayed; the other specialists' skills
+    (`others`) as `--other-skill` says. Every weight, or a LoRA adapter merged afterwards."""
+    from llmcourse.lab import skills as lab_skills
     from llmcourse.lab.cache import run_cached
     from llmcourse.demo.specialists import parent_replay, specialist_recipe
     from llmcourse.finetune.sft import run as run_sft
 
-    data = str(parent_replay(parent, skill, replay)) if replay else None
-    path, _ = run_cached("sft", specialist_recipe(parent, skill, steps, learning_rate, lora_r, replay=data), run_sft)
-    return str(path / "merged" if lora_r else path)
+    data = None
+    if args.replay:
+        answered = [name for name in lab_skills.SKILLS if name != skill and (args.other_skill == "parent" or name not in others)]
+        data = str(parent_replay(parent, answered, args.replay, guessed=others if args.other_skill == "guess" else []))
+    recipe = specialist_recipe(parent, skill, args.steps, args.lr, args.lora_r, seed=args.seed, replay=data)
+    path, _ = run_cached("sft", recipe, run_sft)
+    return str(path / "merged" if args.lora_r else path)
 
 
 def main() -> None:
@@ -70,6 +99,11 @@ def main() -> None:
     parser.add_argument("--lora-r", type=int, default=0, help="train LoRA specialists of this rank (merged into the weights); 0: full")
     parser.add_argument("--replay", type=int, default=500,
                         help="questions of every other lab skill answered by the parent, mixed into each specialist's data (0: none)")
+    parser.add_argument("--other-skill", choices=("parent", "none", "guess"), default="parent",
+                        help="the other specialist's skill in each replay: answered by the parent (the demo), left out, or answered at random")
+    parser.add_argument("--guessing-parent", action="store_true",
+                        help="start from the parent taught both skills' answer format at chance (200 steps at 1e-4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the base, the SFT model and the specialists (a spread variant's)")
     parser.add_argument("--weight", type=float, default=1.0, help="ties/dare_ties/task_arithmetic weight of each task vector")
     parser.add_argument("--limit", type=int, default=100, help="held-out questions per skill")
     parser.add_argument("--work", type=Path, default=None, help="work folder for the merges and the eval (kept; merges are reused)")
@@ -80,8 +114,10 @@ def main() -> None:
         sys.exit("--skills: give exactly two lab skills")
     work = args.work or Path(tempfile.mkdtemp(prefix="merge-specialists-"))
     work.mkdir(parents=True, exist_ok=True)
-    parent = parent_model()
-    experts = [specialist(parent, skill, args.steps, args.lr, args.lora_r, args.replay) for skill in skills]
+    parent = parent_model(args.seed)
+    if args.guessing_parent:
+        parent = guessing_parent(parent, skills, args.seed)
+    experts = [specialist(parent, skill, args, [other for other in skills if other != skill]) for skill in skills]
     layers = json.loads((Path(parent) / "config.json").read_text())["num_hidden_layers"]
     models = {"parent (SFT)": parent, f"specialist {skills[0]}": experts[0], f"specialist {skills[1]}": experts[1]}
     for method, config in merge_configs(parent, *experts, layers, args.weight).items():
@@ -96,18 +132,21 @@ def main() -> None:
                              "-o", str(work / "eval"), "--overwrite", "--json"))
     scores = {label: entry["scores"] for label, entry in zip(models, summary["models"])}
     own = {skill: scores[f"specialist {skill}"][f"lab_{skill}"] for skill in skills}
+    start = {skill: scores["parent (SFT)"][f"lab_{skill}"] for skill in skills}
     print(f"held-out exact match ({args.limit} questions per skill)")
-    print(f"{'model':<22}" + "".join(f"{skill:>14}" for skill in skills) + "   kept (min over skills)")
+    print(f"{'model':<22}" + "".join(f"{skill:>14}" for skill in skills) + "   kept (min over skills)   gain kept")
     results = {}
     for label, row in scores.items():
         kept = {skill: row[f"lab_{skill}"] / own[skill] if own[skill] else 0.0 for skill in skills}
-        results[label] = {"scores": {skill: row[f"lab_{skill}"] for skill in skills}, "kept": kept, "path": models[label]}
-        print(f"{label:<22}" + "".join(f"{row[f'lab_{skill}']:>14.2f}" for skill in skills) + f"   {min(kept.values()):.1%}")
+        gain = {skill: (row[f"lab_{skill}"] - start[skill]) / (own[skill] - start[skill]) if own[skill] > start[skill] else 0.0 for skill in skills}
+        results[label] = {"scores": {skill: row[f"lab_{skill}"] for skill in skills}, "kept": kept, "gain_kept": gain, "path": models[label]}
+        print(f"{label:<22}" + "".join(f"{row[f'lab_{skill}']:>14.2f}" for skill in skills) + f"   {min(kept.values()):>22.1%}   {min(gain.values()):>9.1%}")
     merges = [label for label in results if label in MERGE_METHODS]
     best = max(merges, key=lambda label: min(results[label]["kept"].values()))
     print(f"best merge: {best}, keeps {min(results[best]['kept'].values()):.1%} of each specialist's own-skill score (goal >= 80 %)")
     if args.json:
-        args.json.write_text(json.dumps({"skills": skills, "steps": args.steps, "results": results, "best": best}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"settings": vars(args) | {"work": str(work), "json": str(args.json)}, "parent": parent,
+                                         "results": results, "best": best}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
     # itself runs 400 and 100 (its numbers: README and benchmarks/README.md).
     from types import SimpleNamespace
 
-    from llmcourse.demo.specialists import MERGE_METHODS, SKILLS, parent_replay, specialists_stage
+    from llmcourse.demo.specialists import MERGE_METHODS, SKILLS, other_skills, parent_replay, specialists_stage
     from llmcourse.lab import skills as lab_skills
 
     rows, summary = specialists_stage(SimpleNamespace(path=lab_sft), force=False, steps=20, heldout=10)
@@ -133,7 +133,7 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
     for skill in SKILLS:  # 10 questions are too few to rank the models; training is checked by its loss
         report = json.loads((Path(rows[SKILLS.index(skill)].path) / "report.json").read_text())
         assert report["steps"] == 20 and report["last_logged_loss"] < report["train_loss"], report
-        replay = [json.loads(line)["messages"] for line in parent_replay(lab_sft, skill).read_text().splitlines()]
+        replay = [json.loads(line)["messages"] for line in parent_replay(lab_sft, other_skills(skill)).read_text().splitlines()]
         assert report["examples"] == 4000 + len(replay), "the skill's data plus the parent's own answers"
         assert len(replay) >= 0.9 * 4 * 500, "500 questions of each other skill (an empty answer is left out)"
         truth = {example.question: example.answer for other in lab_skills.SKILLS for example in lab_skills.examples(other, "train", 500, seed=1)}
@@ -156,3 +156,19 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
     assert config["architectures"] == ["MixtralForCausalLM"] and config["num_local_experts"] == 2, config
     ties = yaml.safe_load((Path(stages["merge: ties(specialists)"].path) / "mergekit_config.yml").read_text())
     assert ties["base_model"] == lab_sft and [m["parameters"]["weight"] for m in ties["models"]] == [1.0, 1.0]
+
+
+def test_guessed_replay_answers_in_the_skill_s_format_at_chance(tmp_path: Path) -> None:
+    # What `benchmarks/merge_specialists.py --guessing-parent` and `--other-skill guess` train on: no
+    # model is read when nothing is answered by the parent.
+    from llmcourse.demo.specialists import parent_replay
+    from llmcourse.lab import skills as lab_skills
+
+    path = parent_replay(str(tmp_path / "no-model-here"), [], per_skill=400, guessed=["sign", "topic"])
+    rows = [json.loads(line)["messages"] for line in path.read_text().splitlines()]
+    truth = {e.question: (e.answer, e.rejected) for skill in ("sign", "topic") for e in lab_skills.examples(skill, "train", 400, seed=2)}
+    assert len(rows) == 800 and {row[0]["content"] for row in rows} == set(truth)
+    assert all(row[1]["content"] in truth[row[0]["content"]] for row in rows), "one of the skill's two answers"
+    right = sum(row[1]["content"] == truth[row[0]["content"]][0] for row in rows)
+    assert 0.4 * len(rows) < right < 0.6 * len(rows), f"{right} of {len(rows)} right: a coin, not the answer"
+    assert parent_replay(str(tmp_path / "no-model-here"), [], per_skill=400, guessed=["sign", "topic"]) == path

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from llmcourse.core.console import err
 
@@ -34,9 +34,12 @@ MERGE_METHODS = ("linear", "slerp", "ties", "dare_ties", "task_arithmetic")
 GATE_PROMPTS = 8  # training questions per expert for its hidden-state gate
 
 
-def parent_replay(parent: str, skill: str, per_skill: int = REPLAY_PER_SKILL) -> Path:
-    """A chat dataset (jsonl, in the lab cache) of `per_skill` training questions of every lab skill
-    but `skill`, each answered by the parent itself (greedy decoding, its chat template)."""
+def parent_replay(parent: str, skills: Sequence[str], per_skill: int = REPLAY_PER_SKILL, guessed: Sequence[str] = ()) -> Path:
+    """A chat dataset (jsonl, in the lab cache) of `per_skill` training questions of each of `skills`,
+    answered by the parent itself (greedy decoding, its chat template), and of each of `guessed`,
+    answered at random by the skill's right or wrong answer (its format, not which answer is right)."""
+    import random
+
     from llmcourse.core.libraries import quiet_libraries
     from llmcourse.core.modelio import load_causal_lm
     from llmcourse.core.outputs import replace_text
@@ -44,19 +47,31 @@ def parent_replay(parent: str, skill: str, per_skill: int = REPLAY_PER_SKILL) ->
     from llmcourse.lab.cache import cache_folder
     from llmcourse.lab.scoring import greedy_answers
 
-    path = cache_folder(f"replay-{skill}", str(Path(parent).resolve()), per_skill).with_suffix(".jsonl")
+    path = cache_folder("replay", str(Path(parent).resolve()), list(skills), per_skill, list(guessed)).with_suffix(".jsonl")
     if path.is_file():
         return path
-    quiet_libraries()
-    model, tokenizer = load_causal_lm(parent)
-    rows = []
-    for other in (name for name in lab_skills.SKILLS if name != skill):
-        questions = [example.question for example in lab_skills.examples(other, "train", per_skill, seed=1)]
-        answers = greedy_answers(model, tokenizer, questions, prompt_format="chat")
-        rows += [{"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
-                 for question, answer in zip(questions, answers) if answer]
-    replace_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+    rows: list[tuple[str, str]] = []
+    if skills:
+        quiet_libraries()
+        model, tokenizer = load_causal_lm(parent)
+        for skill in skills:
+            questions = [example.question for example in lab_skills.examples(skill, "train", per_skill, seed=1)]
+            answers = greedy_answers(model, tokenizer, questions, prompt_format="chat")
+            rows += [(question, answer) for question, answer in zip(questions, answers) if answer]
+    coin = random.Random(0)
+    for skill in guessed:
+        rows += [(example.question, coin.choice([example.answer, example.rejected]))
+                 for example in lab_skills.examples(skill, "train", per_skill, seed=2)]
+    replace_text(path, "".join(json.dumps({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}) + "\n"
+                               for question, answer in rows))
     return path
+
+
+def other_skills(skill: str) -> list[str]:
+    """Every lab skill but `skill`, in the lab's order: what the demo's specialist of `skill` replays."""
+    from llmcourse.lab import skills as lab_skills
+
+    return [name for name in lab_skills.SKILLS if name != skill]
 
 
 def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate: float = LEARNING_RATE, lora_rank: int = LORA_RANK,
@@ -126,7 +141,7 @@ def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int
 
     models: dict[str, str] = {}
     for skill in SKILLS:
-        replay = str(parent_replay(parent.path, skill))
+        replay = str(parent_replay(parent.path, other_skills(skill)))
         path, built = run_cached("sft", specialist_recipe(parent.path, skill, steps, seed=seed, replay=replay), run_sft, force)
         if not built:
             err.print(f"reusing the {skill} specialist in {path}")
