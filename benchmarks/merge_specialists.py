@@ -10,11 +10,12 @@ over the parent it keeps (what the merge carried over, whatever the parent alrea
 
 Options beyond the demo's recipe: `--other-skill` (how each specialist's replay treats the other
 specialist's skill), `--guessing-parent` (first teach the parent both skills' answer format at
-chance), `--seed` (a spread variant's seed: base, SFT and specialists; with `LLMCOURSE_HOME` set to
+chance), `--both-ways` (a guessed question is asked twice, once with each answer, instead of
+answered by a coin), `--seed` (a spread variant's seed: base, SFT and specialists; with `LLMCOURSE_HOME` set to
 that variant's lab cache, its own models are reused).
 
     python benchmarks/merge_specialists.py [--skills topic,sign] [--steps 400] [--lr 1e-4] [--lora-r 0]
-        [--replay 500] [--other-skill parent|none|guess] [--guessing-parent] [--seed 0] [--weight 1.0]
+        [--replay 500] [--other-skill parent|none|guess] [--guessing-parent] [--both-ways] [--seed 0] [--weight 1.0]
         [--work DIR] [--json OUT.json]
 """
 
@@ -52,16 +53,16 @@ def parent_model(seed: int) -> str:
     return str(path)
 
 
-def guessing_parent(parent: str, skills: list[str], seed: int) -> str:
+def guessing_parent(parent: str, skills: list[str], seed: int, both_ways: bool) -> str:
     """`parent` fine-tuned (200 steps at 1e-4, every weight) on its own answers to every other lab
-    skill plus `skills`' questions answered at random: it answers them in their format, at chance."""
+    skill plus `skills`' questions answered at random (or `both_ways`): it answers them in their format, at chance."""
     from llmcourse.lab import skills as lab_skills
     from llmcourse.lab.cache import run_cached
     from llmcourse.demo.specialists import parent_replay
     from llmcourse.finetune.sft import run as run_sft
     from llmcourse.recipes.registry import load_command_recipe
 
-    data = parent_replay(parent, [name for name in lab_skills.SKILLS if name not in skills], guessed=skills)
+    data = parent_replay(parent, [name for name in lab_skills.SKILLS if name not in skills], guessed=skills, both_ways=both_ways)
     recipe = load_command_recipe("sft", "lab/sft", [f"base_model={parent}", f"datasets=[{{path: '{data}', type: messages}}]", "max_steps=200",
                                                     "learning_rate=1e-4", "warmup_steps=10", "eval_lab_count=0", f"seed={seed}"], None)
     path, _ = run_cached("sft", recipe, run_sft)
@@ -80,7 +81,8 @@ def specialist(parent: str, skill: str, args: argparse.Namespace, others: list[s
     data = None
     if args.replay:
         answered = [name for name in lab_skills.SKILLS if name != skill and (args.other_skill == "parent" or name not in others)]
-        data = str(parent_replay(parent, answered, args.replay, guessed=others if args.other_skill == "guess" else []))
+        data = str(parent_replay(parent, answered, args.replay, guessed=others if args.other_skill == "guess" else [],
+                                 both_ways=args.both_ways))
     recipe = specialist_recipe(parent, skill, args.steps, args.lr, args.lora_r, seed=args.seed, replay=data)
     path, _ = run_cached("sft", recipe, run_sft)
     return str(path / "merged" if args.lora_r else path)
@@ -103,6 +105,8 @@ def main() -> None:
                         help="the other specialist's skill in each replay: answered by the parent (the demo), left out, or answered at random")
     parser.add_argument("--guessing-parent", action="store_true",
                         help="start from the parent taught both skills' answer format at chance (200 steps at 1e-4)")
+    parser.add_argument("--both-ways", action="store_true",
+                        help="a guessed question is asked twice, with each of its two answers, instead of answered by a coin")
     parser.add_argument("--seed", type=int, default=0, help="seed of the base, the SFT model and the specialists (a spread variant's)")
     parser.add_argument("--weight", type=float, default=1.0, help="ties/dare_ties/task_arithmetic weight of each task vector")
     parser.add_argument("--limit", type=int, default=100, help="held-out questions per skill")
@@ -116,7 +120,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     parent = parent_model(args.seed)
     if args.guessing_parent:
-        parent = guessing_parent(parent, skills, args.seed)
+        parent = guessing_parent(parent, skills, args.seed, args.both_ways)
     experts = [specialist(parent, skill, args, [other for other in skills if other != skill]) for skill in skills]
     layers = json.loads((Path(parent) / "config.json").read_text())["num_hidden_layers"]
     models = {"parent (SFT)": parent, f"specialist {skills[0]}": experts[0], f"specialist {skills[1]}": experts[1]}

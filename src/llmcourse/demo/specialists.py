@@ -34,10 +34,12 @@ MERGE_METHODS = ("linear", "slerp", "ties", "dare_ties", "task_arithmetic")
 GATE_PROMPTS = 8  # training questions per expert for its hidden-state gate
 
 
-def parent_replay(parent: str, skills: Sequence[str], per_skill: int = REPLAY_PER_SKILL, guessed: Sequence[str] = ()) -> Path:
+def parent_replay(parent: str, skills: Sequence[str], per_skill: int = REPLAY_PER_SKILL, guessed: Sequence[str] = (),
+                  both_ways: bool = False) -> Path:
     """A chat dataset (jsonl, in the lab cache) of `per_skill` training questions of each of `skills`,
     answered by the parent itself (greedy decoding, its chat template), and of each of `guessed`,
-    answered at random by the skill's right or wrong answer (its format, not which answer is right)."""
+    answered at random by the skill's right or wrong answer (its format, not which answer is right),
+    or with `both_ways` twice, once with each."""
     import random
 
     from llmcourse.core.libraries import quiet_libraries
@@ -47,7 +49,7 @@ def parent_replay(parent: str, skills: Sequence[str], per_skill: int = REPLAY_PE
     from llmcourse.lab.cache import cache_folder
     from llmcourse.lab.scoring import greedy_answers
 
-    path = cache_folder("replay", str(Path(parent).resolve()), list(skills), per_skill, list(guessed)).with_suffix(".jsonl")
+    path = cache_folder("replay", str(Path(parent).resolve()), list(skills), per_skill, list(guessed), both_ways).with_suffix(".jsonl")
     if path.is_file():
         return path
     rows: list[tuple[str, str]] = []
@@ -60,8 +62,9 @@ def parent_replay(parent: str, skills: Sequence[str], per_skill: int = REPLAY_PE
             rows += [(question, answer) for question, answer in zip(questions, answers) if answer]
     coin = random.Random(0)
     for skill in guessed:
-        rows += [(example.question, coin.choice([example.answer, example.rejected]))
-                 for example in lab_skills.examples(skill, "train", per_skill, seed=2)]
+        for example in lab_skills.examples(skill, "train", per_skill, seed=2):
+            answers = [example.answer, example.rejected]
+            rows += [(example.question, answer) for answer in (answers if both_ways else [coin.choice(answers)])]
     replace_text(path, "".join(json.dumps({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}) + "\n"
                                for question, answer in rows))
     return path
