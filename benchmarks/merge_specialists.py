@@ -73,14 +73,13 @@ def specialist(parent: str, skill: str, args: argparse.Namespace, others: list[s
     """The parent fine-tuned further on one skill (the demo's recipe, cached in the lab cache), with
     the parent's own answers to every other lab skill replayed; the other specialists' skills
     (`others`) as `--other-skill` says. Every weight, or a LoRA adapter merged afterwards."""
-    from llmcourse.lab import skills as lab_skills
     from llmcourse.lab.cache import run_cached
-    from llmcourse.demo.specialists import parent_replay, specialist_recipe
+    from llmcourse.demo.specialists import other_skills, parent_replay, specialist_recipe
     from llmcourse.finetune.sft import run as run_sft
 
     data = None
     if args.replay:
-        answered = [name for name in lab_skills.SKILLS if name != skill and (args.other_skill == "parent" or name not in others)]
+        answered = [name for name in other_skills(skill) if args.other_skill == "parent" or name not in others]
         data = str(parent_replay(parent, answered, args.replay, guessed=others if args.other_skill == "guess" else [],
                                  both_ways=args.both_ways))
     recipe = specialist_recipe(parent, skill, args.steps, args.lr, args.lora_r, seed=args.seed, replay=data)
@@ -123,7 +122,8 @@ def main() -> None:
         parent = guessing_parent(parent, skills, args.seed, args.both_ways)
     experts = [specialist(parent, skill, args, [other for other in skills if other != skill]) for skill in skills]
     layers = json.loads((Path(parent) / "config.json").read_text())["num_hidden_layers"]
-    models = {"parent (SFT)": parent, f"specialist {skills[0]}": experts[0], f"specialist {skills[1]}": experts[1]}
+    parent_label = "parent (guessing)" if args.guessing_parent else "parent (SFT)"
+    models = {parent_label: parent, f"specialist {skills[0]}": experts[0], f"specialist {skills[1]}": experts[1]}
     for method, config in merge_configs(parent, *experts, layers, args.weight).items():
         text = yaml.safe_dump(config, sort_keys=False)
         out = work / f"merge-{method}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
@@ -136,7 +136,7 @@ def main() -> None:
                              "-o", str(work / "eval"), "--overwrite", "--json"))
     scores = {label: entry["scores"] for label, entry in zip(models, summary["models"])}
     own = {skill: scores[f"specialist {skill}"][f"lab_{skill}"] for skill in skills}
-    start = {skill: scores["parent (SFT)"][f"lab_{skill}"] for skill in skills}
+    start = {skill: scores[parent_label][f"lab_{skill}"] for skill in skills}
     print(f"held-out exact match ({args.limit} questions per skill)")
     print(f"{'model':<22}" + "".join(f"{skill:>14}" for skill in skills) + "   kept (min over skills)   gain kept")
     results = {}
