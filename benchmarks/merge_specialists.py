@@ -1,22 +1,26 @@
 """The lab merging experiment: two specialists, five merges, held-out exact match on both skills.
 
-From the lab SFT model (the demo's, reused from the lab cache), two specialists are fine-tuned on
-one skill each with the demo's recipe (`llmcourse.demo.specialists`, other steps, rates and ranks); they are merged with linear, slerp, ties, dare_ties and task_arithmetic by
-`llmcourse merge` (mergekit YAML, fixed seed); then `llmcourse eval` scores the parent, both
-specialists and every merge on the two skills' held-out questions (lm-eval, exact match) in one
-report. Printed: each model's scores and, per merge, the share of each specialist's own-skill
-score it keeps (goal: the best merge keeps >= 80 % of both) and the share of each specialist's gain
-over the parent it keeps (what the merge carried over, whatever the parent already guessed).
+By default the demo's design (`llmcourse.demo.specialists`): from the lab SFT model (the demo's,
+reused from the lab cache), a parent taught both skills' answer format at chance; two specialists
+fine-tuned from it on one skill each, with a replay of everything else; merged with linear, slerp,
+ties, dare_ties and task_arithmetic by `llmcourse merge` (mergekit YAML, fixed seed), the task
+vectors taken against a common base (the parent trained on the replay the specialists share); then
+`llmcourse eval` scores the parent, both specialists and every merge on the two skills' held-out
+questions (lm-eval, exact match) in one report. Printed: each model's scores and, per merge, the
+share of each specialist's own-skill score it keeps (goal: the best merge keeps >= 80 % of both)
+and the share of each specialist's gain over the parent it keeps (what the merge carried over,
+whatever the parent already guessed).
 
-Options beyond the demo's recipe: `--other-skill` (how each specialist's replay treats the other
-specialist's skill), `--guessing-parent` (first teach the parent both skills' answer format at
-chance), `--both-ways` (a guessed question is asked twice, once with each answer, instead of
-answered by a coin), `--seed` (a spread variant's seed: base, SFT and specialists; with `LLMCOURSE_HOME` set to
-that variant's lab cache, its own models are reused).
+Options to measure other designs: `--parent sft` (the specialists start from the SFT model
+itself), `--other-skill` (how each specialist's replay treats the other specialist's skill:
+answered by the parent, left out, or guessed), `--coin` (a guessed question answered by a seeded
+coin instead of asked twice, once with each answer), `--merge-base parent` (task vectors against
+the parent), `--seed` (a spread variant's seed: base, SFT and specialists; with `LLMCOURSE_HOME`
+set to that variant's lab cache, its own models are reused).
 
     python benchmarks/merge_specialists.py [--skills topic,sign] [--steps 400] [--lr 1e-4] [--lora-r 0]
-        [--replay 500] [--other-skill parent|none|guess] [--guessing-parent] [--both-ways] [--seed 0] [--weight 1.0]
-        [--work DIR] [--json OUT.json]
+        [--replay 500] [--parent format|sft] [--other-skill guess|parent|none] [--coin] [--merge-base common|parent]
+        [--seed 0] [--weight 1.0] [--work DIR] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -53,22 +57,6 @@ def parent_model(seed: int) -> str:
     return str(path)
 
 
-def guessing_parent(parent: str, skills: list[str], seed: int, both_ways: bool) -> str:
-    """`parent` fine-tuned (200 steps at 1e-4, every weight) on its own answers to every other lab
-    skill plus `skills`' questions answered at random (or `both_ways`): it answers them in their format, at chance."""
-    from llmcourse.lab import skills as lab_skills
-    from llmcourse.lab.cache import run_cached
-    from llmcourse.demo.specialists import parent_replay
-    from llmcourse.finetune.sft import run as run_sft
-    from llmcourse.recipes.registry import load_command_recipe
-
-    data = parent_replay(parent, [name for name in lab_skills.SKILLS if name not in skills], guessed=skills, both_ways=both_ways)
-    recipe = load_command_recipe("sft", "lab/sft", [f"base_model={parent}", f"datasets=[{{path: '{data}', type: messages}}]", "max_steps=200",
-                                                    "learning_rate=1e-4", "warmup_steps=10", "eval_lab_count=0", f"seed={seed}"], None)
-    path, _ = run_cached("sft", recipe, run_sft)
-    return str(path)
-
-
 def specialist(parent: str, skill: str, args: argparse.Namespace, others: list[str]) -> str:
     """The parent fine-tuned further on one skill (the demo's recipe, cached in the lab cache), with
     the parent's own answers to every other lab skill replayed; the other specialists' skills
@@ -81,7 +69,7 @@ def specialist(parent: str, skill: str, args: argparse.Namespace, others: list[s
     if args.replay:
         answered = [name for name in other_skills(skill) if args.other_skill == "parent" or name not in others]
         data = str(parent_replay(parent, answered, args.replay, guessed=others if args.other_skill == "guess" else [],
-                                 both_ways=args.both_ways))
+                                 both_ways=not args.coin))
     recipe = specialist_recipe(parent, skill, args.steps, args.lr, args.lora_r, seed=args.seed, replay=data)
     path, _ = run_cached("sft", recipe, run_sft)
     return str(path / "merged" if args.lora_r else path)
@@ -91,7 +79,7 @@ def main() -> None:
     """Build, merge, evaluate, print the table and the kept shares."""
     import yaml
 
-    from llmcourse.demo.specialists import MERGE_METHODS, merge_configs
+    from llmcourse.demo.specialists import LEARNING_RATE, MERGE_METHODS, REPLAY_PER_SKILL, common_base, format_parent, merge_configs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skills", default="topic,sign", help="two lab skills, one per specialist")
@@ -100,12 +88,14 @@ def main() -> None:
     parser.add_argument("--lora-r", type=int, default=0, help="train LoRA specialists of this rank (merged into the weights); 0: full")
     parser.add_argument("--replay", type=int, default=500,
                         help="questions of every other lab skill answered by the parent, mixed into each specialist's data (0: none)")
-    parser.add_argument("--other-skill", choices=("parent", "none", "guess"), default="parent",
-                        help="the other specialist's skill in each replay: answered by the parent (the demo), left out, or answered at random")
-    parser.add_argument("--guessing-parent", action="store_true",
-                        help="start from the parent taught both skills' answer format at chance (200 steps at 1e-4)")
-    parser.add_argument("--both-ways", action="store_true",
-                        help="a guessed question is asked twice, with each of its two answers, instead of answered by a coin")
+    parser.add_argument("--parent", choices=("format", "sft"), default="format",
+                        help="the specialists' parent: the SFT model taught both skills' answer format at chance (the demo), or the SFT model")
+    parser.add_argument("--other-skill", choices=("guess", "parent", "none"), default="guess",
+                        help="the other specialist's skill in each replay: guessed (the demo), answered by the parent, or left out")
+    parser.add_argument("--coin", action="store_true",
+                        help="a guessed question is answered by a seeded coin instead of asked twice, once with each answer")
+    parser.add_argument("--merge-base", choices=("common", "parent"), default="common",
+                        help="ties/dare_ties/task_arithmetic task vectors against the common base (the demo) or the parent")
     parser.add_argument("--seed", type=int, default=0, help="seed of the base, the SFT model and the specialists (a spread variant's)")
     parser.add_argument("--weight", type=float, default=1.0, help="ties/dare_ties/task_arithmetic weight of each task vector")
     parser.add_argument("--limit", type=int, default=100, help="held-out questions per skill")
@@ -117,14 +107,20 @@ def main() -> None:
         sys.exit("--skills: give exactly two lab skills")
     work = args.work or Path(tempfile.mkdtemp(prefix="merge-specialists-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.merge_base == "common" and (args.other_skill != "guess" or args.replay != REPLAY_PER_SKILL or args.lr != LEARNING_RATE or args.lora_r):
+        sys.exit("--merge-base common: the common base is trained as the demo's specialists are, on their shared replay; "
+                 "with another --other-skill, --replay, --lr or --lora-r, add --merge-base parent")
     parent = parent_model(args.seed)
-    if args.guessing_parent:
-        parent = guessing_parent(parent, skills, args.seed, args.both_ways)
+    if args.parent == "format":
+        parent = format_parent(parent, seed=args.seed, specialists=skills, both_ways=not args.coin)
     experts = [specialist(parent, skill, args, [other for other in skills if other != skill]) for skill in skills]
+    base = parent if args.merge_base == "parent" else common_base(parent, args.steps, args.seed, specialists=skills, both_ways=not args.coin)
     layers = json.loads((Path(parent) / "config.json").read_text())["num_hidden_layers"]
-    parent_label = "parent (guessing)" if args.guessing_parent else "parent (SFT)"
+    parent_label = "parent (format)" if args.parent == "format" else "parent (SFT)"
     models = {parent_label: parent, f"specialist {skills[0]}": experts[0], f"specialist {skills[1]}": experts[1]}
-    for method, config in merge_configs(parent, *experts, layers, args.weight).items():
+    if base != parent:
+        models["common base"] = base
+    for method, config in merge_configs(base, *experts, layers, args.weight).items():
         text = yaml.safe_dump(config, sort_keys=False)
         out = work / f"merge-{method}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
         if not (out / "config.json").is_file():
