@@ -98,8 +98,6 @@ def figures(demo: dict[str, Any]) -> dict[str, float]:
     experiment = demo.get("specialists") or {}
     if experiment:
         found["best merge kept share"] = experiment["best_kept"]
-        if "best_gain_kept" in experiment:
-            found["best merge gain kept"] = experiment["best_gain_kept"]
         for skill in experiment["skills"]:
             found[f"specialist {skill} own"] = experiment["scores"][f"specialist {skill}"][skill]
     if "wall_s" in demo:

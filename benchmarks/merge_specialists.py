@@ -1,22 +1,23 @@
 """The lab merging experiment: two specialists, five merges, held-out exact match on both skills.
 
-By default the demo's design (`llmcourse.demo.specialists`): from the lab SFT model (the demo's,
-reused from the lab cache), a parent taught both skills' answer format at chance; two specialists
-fine-tuned from it on one skill each, with a replay of everything else; merged with linear, slerp,
-ties, dare_ties and task_arithmetic by `llmcourse merge` (mergekit YAML, fixed seed), the task
-vectors taken against a common base (the parent trained on the replay the specialists share); then
-`llmcourse eval` scores the parent, both specialists and every merge on the two skills' held-out
-questions (lm-eval, exact match) in one report. Printed: each model's scores and, per merge, the
-share of each specialist's own-skill score it keeps (goal: the best merge keeps >= 80 % of both)
-and the share of each specialist's gain over the parent it keeps (what the merge carried over,
-whatever the parent already guessed).
+By default the best design measured (benchmarks/README.md), not the demo's: from the lab SFT model
+(the demo's, reused from the lab cache), a parent taught both skills' answer format at chance (each
+question asked twice, once with each answer); two specialists fine-tuned from it on one skill each
+with the demo's recipe, replaying the parent's own answers to the other lab skills and the other
+specialist's questions both ways; merged with linear, slerp, ties, dare_ties and task_arithmetic by
+`llmcourse merge` (mergekit YAML, fixed seed), the task vectors taken against a common base (the
+parent trained as each specialist is on the replay they share); then `llmcourse eval` scores the
+parent, both specialists and every merge on the two skills' held-out questions (lm-eval, exact
+match) in one report. Printed: each model's scores and, per merge, the share of each specialist's
+own-skill score it keeps (goal: the best merge keeps >= 80 % of both) and the share of each
+specialist's gain over the parent it keeps (what the merge carried over, whatever the parent
+already guessed).
 
-Options to measure other designs: `--parent sft` (the specialists start from the SFT model
-itself), `--other-skill` (how each specialist's replay treats the other specialist's skill:
-answered by the parent, left out, or guessed), `--coin` (a guessed question answered by a seeded
-coin instead of asked twice, once with each answer), `--merge-base parent` (task vectors against
-the parent), `--seed` (a spread variant's seed: base, SFT and specialists; with `LLMCOURSE_HOME`
-set to that variant's lab cache, its own models are reused).
+The demo's own design is `--parent sft --other-skill parent --merge-base parent`. Other options:
+`--other-skill none` (the other specialist's skill left out of the replay), `--coin` (a guessed
+question answered by a seeded coin instead of asked both ways), `--seed` (a spread variant's seed:
+base, SFT and specialists; with `LLMCOURSE_HOME` set to that variant's lab cache, its own models
+are reused).
 
     python benchmarks/merge_specialists.py [--skills topic,sign] [--steps 400] [--lr 1e-4] [--lora-r 0]
         [--replay 500] [--parent format|sft] [--other-skill guess|parent|none] [--coin] [--merge-base common|parent]
@@ -57,6 +58,26 @@ def parent_model(seed: int) -> str:
     return str(path)
 
 
+FORMAT_STEPS = 200  # the format parent
+
+
+def replay_model(start: str, skills: list[str], steps: int, seed: int, both_ways: bool) -> str:
+    """`start` fine-tuned with the shipped lab SFT recipe, `steps` at the demo specialists' rate, on
+    its own answers to every lab skill but `skills`, plus `skills`' questions asked both ways (or
+    answered by a coin); cached in the lab cache."""
+    from llmcourse.demo.specialists import LEARNING_RATE, parent_replay
+    from llmcourse.finetune.sft import run as run_sft
+    from llmcourse.lab import skills as lab_skills
+    from llmcourse.lab.cache import run_cached
+    from llmcourse.recipes.registry import load_command_recipe
+
+    data = parent_replay(start, [name for name in lab_skills.SKILLS if name not in skills], guessed=skills, both_ways=both_ways)
+    recipe = load_command_recipe("sft", "lab/sft", [f"base_model={start}", f"datasets=[{{path: '{data}', type: messages}}]", f"max_steps={steps}",
+                                                    f"learning_rate={LEARNING_RATE}", "warmup_steps=10", "eval_lab_count=0", f"seed={seed}"], None)
+    path, _ = run_cached("sft", recipe, run_sft)
+    return str(path)
+
+
 def specialist(parent: str, skill: str, args: argparse.Namespace, others: list[str]) -> str:
     """The parent fine-tuned further on one skill (the demo's recipe, cached in the lab cache), with
     the parent's own answers to every other lab skill replayed; the other specialists' skills
@@ -79,7 +100,7 @@ def main() -> None:
     """Build, merge, evaluate, print the table and the kept shares."""
     import yaml
 
-    from llmcourse.demo.specialists import LEARNING_RATE, MERGE_METHODS, REPLAY_PER_SKILL, common_base, format_parent, merge_configs
+    from llmcourse.demo.specialists import LEARNING_RATE, MERGE_METHODS, REPLAY_PER_SKILL, merge_configs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skills", default="topic,sign", help="two lab skills, one per specialist")
@@ -89,13 +110,13 @@ def main() -> None:
     parser.add_argument("--replay", type=int, default=500,
                         help="questions of every other lab skill answered by the parent, mixed into each specialist's data (0: none)")
     parser.add_argument("--parent", choices=("format", "sft"), default="format",
-                        help="the specialists' parent: the SFT model taught both skills' answer format at chance (the demo), or the SFT model")
+                        help="the specialists' parent: the SFT model taught both skills' answer format at chance, or the SFT model (the demo)")
     parser.add_argument("--other-skill", choices=("guess", "parent", "none"), default="guess",
-                        help="the other specialist's skill in each replay: guessed (the demo), answered by the parent, or left out")
+                        help="the other specialist's skill in each replay: guessed, answered by the parent (the demo), or left out")
     parser.add_argument("--coin", action="store_true",
                         help="a guessed question is answered by a seeded coin instead of asked twice, once with each answer")
     parser.add_argument("--merge-base", choices=("common", "parent"), default="common",
-                        help="ties/dare_ties/task_arithmetic task vectors against the common base (the demo) or the parent")
+                        help="ties/dare_ties/task_arithmetic task vectors against the common base or the parent (the demo)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the base, the SFT model and the specialists (a spread variant's)")
     parser.add_argument("--weight", type=float, default=1.0, help="ties/dare_ties/task_arithmetic weight of each task vector")
     parser.add_argument("--limit", type=int, default=100, help="held-out questions per skill")
@@ -108,13 +129,14 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="merge-specialists-"))
     work.mkdir(parents=True, exist_ok=True)
     if args.merge_base == "common" and (args.other_skill != "guess" or args.replay != REPLAY_PER_SKILL or args.lr != LEARNING_RATE or args.lora_r):
-        sys.exit("--merge-base common: the common base is trained as the demo's specialists are, on their shared replay; "
+        sys.exit("--merge-base common: the common base is trained as the specialists are (the demo's recipe), on their shared replay; "
                  "with another --other-skill, --replay, --lr or --lora-r, add --merge-base parent")
     parent = parent_model(args.seed)
-    if args.parent == "format":
-        parent = format_parent(parent, seed=args.seed, specialists=skills, both_ways=not args.coin)
+    if args.parent == "format":  # answers both skills in their format, at about chance
+        parent = replay_model(parent, skills, FORMAT_STEPS, args.seed, both_ways=not args.coin)
     experts = [specialist(parent, skill, args, [other for other in skills if other != skill]) for skill in skills]
-    base = parent if args.merge_base == "parent" else common_base(parent, args.steps, args.seed, specialists=skills, both_ways=not args.coin)
+    # the common base: the parent trained as each specialist is, on the replay the two share
+    base = parent if args.merge_base == "parent" else replay_model(parent, skills, args.steps, args.seed, both_ways=not args.coin)
     layers = json.loads((Path(parent) / "config.json").read_text())["num_hidden_layers"]
     parent_label = "parent (format)" if args.parent == "format" else "parent (SFT)"
     models = {parent_label: parent, f"specialist {skills[0]}": experts[0], f"specialist {skills[1]}": experts[1]}

@@ -1,28 +1,18 @@
 """The demo's merging experiment: two specialists, five merges and a MoE, held-out exact match on both skills.
 
-Two specialists are fine-tuned from a common parent on one skill each: topic and sign, which the
-base learned as plain text in pretraining but the SFT model was never asked in chat form. Three
-choices make their merges keep both skills on every machine measured (benchmarks/README.md):
-
-- the parent is the SFT model taught both skills' answer format but not their answers (each
-  question asked twice, once with each answer): from the SFT model itself, each specialist had to
-  override a confident rule of it (it answered sign questions by parity, topic questions by
-  sentiment), and the merges fell back to those rules;
-- each specialist's data is its skill plus a replay that leaves everything else as the parent had
-  it: the parent's own greedy answers to every other lab skill, and the other specialist's skill
-  asked both ways again;
-- the task vectors of ties, dare_ties and task_arithmetic are taken against a *common base*: the
-  parent trained as each specialist is (same steps, rate and seed) on the replay they share. Both
-  specialists drift from the parent in the same way (their final norm and output layer most; the
-  two task vectors had a cosine of 0.6-0.97 there), and a sum of the two counted that drift twice.
-
-mergekit merges them with linear, slerp, ties, dare_ties and task_arithmetic (fixed seed), and
-mergekit-moe makes a two-expert MoE of them (hidden-state gates from each skill's training
-questions); one `llmcourse eval` run scores the SFT model, the parent, the common base, both
-specialists, every merge and the MoE on the two skills' held-out questions. The summary says how
-much of each specialist's own-skill score the best merge keeps, and how much of its gain over the
-parent (which answers each skill at about chance). (`benchmarks/merge_specialists.py` runs the same
-experiment with other settings; what each setting kept: benchmarks/README.md.)
+From the demo's SFT model, two specialists are fine-tuned on one skill each: topic and sign, which
+the base learned as plain text in pretraining but the SFT model was never asked in chat form. Each
+specialist's data is its skill plus the parent's own greedy answers to questions of every other lab
+skill, the other specialist's included, so that it learns to leave everything else as the parent had
+it and its task vector changes its own skill alone (without the other specialist's skill in the
+replay, the merges kept less: benchmarks/README.md). A low rate over more steps keeps the task
+vectors small. mergekit merges them
+with linear, slerp, ties, dare_ties and task_arithmetic (fixed seed), and mergekit-moe makes a
+two-expert MoE of them (hidden-state gates from each skill's training questions); one
+`llmcourse eval` run scores the parent, both specialists, every merge and the MoE on the two
+skills' held-out questions. The summary says how much of each specialist's own-skill score the
+best merge keeps. (`benchmarks/merge_specialists.py` runs the same experiment with other
+settings; what each setting kept: benchmarks/README.md.)
 """
 
 from __future__ import annotations
@@ -35,7 +25,6 @@ from llmcourse.core.console import err
 
 SKILLS = ("topic", "sign")  # in the base's pretraining, not in the SFT model's chat data
 STEPS = 400
-FORMAT_STEPS = 200  # the parent: the SFT model taught both skills' answer format
 LEARNING_RATE = 1e-4  # small task vectors: at 1e-3 over 100 steps every merge broke (benchmarks/README.md)
 LORA_RANK = 0  # every weight
 REPLAY_PER_SKILL = 500  # questions of every other lab skill, answered by the parent itself
@@ -82,61 +71,10 @@ def parent_replay(parent: str, skills: Sequence[str], per_skill: int = REPLAY_PE
 
 
 def other_skills(skill: str) -> list[str]:
-    """Every lab skill but `skill`, in the lab's order."""
+    """Every lab skill but `skill`, in the lab's order: what the demo's specialist of `skill` replays."""
     from llmcourse.lab import skills as lab_skills
 
     return [name for name in lab_skills.SKILLS if name != skill]
-
-
-def answered_skills(specialists: Sequence[str] = SKILLS) -> list[str]:
-    """The lab skills no specialist teaches: those the parent answers in every replay."""
-    from llmcourse.lab import skills as lab_skills
-
-    return [name for name in lab_skills.SKILLS if name not in specialists]
-
-
-def specialist_replay(parent: str, skill: str) -> Path:
-    """The replay in specialist `skill`'s data: the parent's own answers to the skills neither
-    specialist teaches, and the other specialist's skill asked both ways (its format, no answer)."""
-    return parent_replay(parent, answered_skills(), guessed=[other for other in SKILLS if other != skill], both_ways=True)
-
-
-def replay_model(start: str, steps: int, seed: int = 0, force: bool = False, specialists: Sequence[str] = SKILLS,
-                 both_ways: bool = True) -> tuple[str, bool]:
-    """`start` fine-tuned with the shipped lab SFT recipe, `steps` at the specialists' rate, on its
-    own answers to the skills no specialist teaches plus the specialists' questions asked both
-    ways (or answered by a coin): a lab cache folder, and whether it was built now."""
-    from llmcourse.finetune.sft import run as run_sft
-    from llmcourse.lab.cache import run_cached
-    from llmcourse.recipes.registry import load_command_recipe
-
-    data = parent_replay(start, answered_skills(specialists), guessed=specialists, both_ways=both_ways)
-    recipe = load_command_recipe("sft", "lab/sft", [f"base_model={start}", f"datasets=[{{path: '{data}', type: messages}}]", f"max_steps={steps}",
-                                                    f"learning_rate={LEARNING_RATE}", "warmup_steps=10", "eval_lab_count=0", f"seed={seed}"], None)
-    path, built = run_cached("sft", recipe, run_sft, force)
-    return str(path), built
-
-
-def format_parent(sft: str, steps: int = FORMAT_STEPS, seed: int = 0, force: bool = False, specialists: Sequence[str] = SKILLS,
-                  both_ways: bool = True) -> str:
-    """The specialists' parent: the SFT model's `replay_model`. It answers the specialists'
-    questions in their format, at about chance, so each specialist teaches which answer instead of
-    overriding a rule of the SFT model."""
-    path, built = replay_model(sft, steps, seed, force, specialists, both_ways)
-    if not built:
-        err.print(f"reusing the specialists' parent in {path}")
-    return path
-
-
-def common_base(parent: str, steps: int = STEPS, seed: int = 0, force: bool = False, specialists: Sequence[str] = SKILLS,
-                both_ways: bool = True) -> str:
-    """The merges' base: the parent's `replay_model` over the specialists' steps, i.e. trained as
-    each specialist is on what their data share. Task vectors taken against it leave out the drift
-    the specialists share."""
-    path, built = replay_model(parent, steps, seed, force, specialists, both_ways)
-    if not built:
-        err.print(f"reusing the merges' common base in {path}")
-    return path
 
 
 def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate: float = LEARNING_RATE, lora_rank: int = LORA_RANK,
@@ -153,10 +91,9 @@ def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate
     return load_command_recipe("sft", "lab/sft", overrides, None)
 
 
-def merge_configs(base: str, a: str, b: str, layers: int, weight: float = TASK_WEIGHT) -> dict[str, dict[str, Any]]:
+def merge_configs(parent: str, a: str, b: str, layers: int, weight: float = TASK_WEIGHT) -> dict[str, dict[str, Any]]:
     """mergekit YAML (as dicts) of the two specialists for each method, as mergekit's documentation
-    writes them; ties, dare_ties and task_arithmetic add the task vectors against `base` (not
-    normalized), each at `weight`."""
+    writes them; ties, dare_ties and task_arithmetic add the task vectors (not normalized), each at `weight`."""
     both = [{"model": a}, {"model": b}]
     task = {"density": 0.8, "weight": weight}
     return {
@@ -164,11 +101,11 @@ def merge_configs(base: str, a: str, b: str, layers: int, weight: float = TASK_W
         "slerp": {"merge_method": "slerp", "base_model": a, "dtype": "float32",
                   "slices": [{"sources": [{"model": a, "layer_range": [0, layers]}, {"model": b, "layer_range": [0, layers]}]}],
                   "parameters": {"t": 0.5}},
-        "ties": {"merge_method": "ties", "base_model": base, "dtype": "float32",
+        "ties": {"merge_method": "ties", "base_model": parent, "dtype": "float32",
                  "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
-        "dare_ties": {"merge_method": "dare_ties", "base_model": base, "dtype": "float32",
+        "dare_ties": {"merge_method": "dare_ties", "base_model": parent, "dtype": "float32",
                       "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
-        "task_arithmetic": {"merge_method": "task_arithmetic", "base_model": base, "dtype": "float32",
+        "task_arithmetic": {"merge_method": "task_arithmetic", "base_model": parent, "dtype": "float32",
                             "models": [{**m, "parameters": {"weight": weight}} for m in both]},
     }
 
@@ -191,63 +128,46 @@ def moe_config(parent: str, experts: dict[str, str]) -> dict[str, Any]:
             "experts": [{"source_model": path, "positive_prompts": prompts(skill)} for skill, path in experts.items()]}
 
 
-PARENT = "specialists' parent"
-COMMON = "merges' common base"
-
-
 def kept_shares(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     """Per model, the smallest share of a specialist's own-skill score it reaches on that skill."""
     own = {skill: scores[f"specialist {skill}"][skill] for skill in SKILLS}
     return {label: min(row[skill] / own[skill] if own[skill] else 0.0 for skill in SKILLS) for label, row in scores.items()}
 
 
-def gain_kept_shares(scores: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Per model, the smallest share of a specialist's gain over the parent it keeps on that skill
-    (what a merge carried over, beyond the parent's guesses); 0 where a specialist gained nothing."""
-    own = {skill: scores[f"specialist {skill}"][skill] for skill in SKILLS}
-    start = scores[PARENT]
-    return {label: min((row[skill] - start[skill]) / (own[skill] - start[skill]) if own[skill] > start[skill] else 0.0 for skill in SKILLS)
-            for label, row in scores.items()}
-
-
-def specialists_stage(sft: Any, force: bool, steps: int = STEPS, heldout: int = HELDOUT, seed: int = 0,
-                      format_steps: int = FORMAT_STEPS) -> tuple[list[Any], dict[str, Any]]:
+def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int = HELDOUT, seed: int = 0) -> tuple[list[Any], dict[str, Any]]:
     """The experiment's rows for the demo table, and its summary (scores, kept shares, best merge);
-    from the SFT stage `sft`, `format_steps` for the parent, `steps` per specialist and for the
-    common base, `heldout` questions per skill (the demo: 200, 400 and 100)."""
+    `steps` per specialist and `heldout` questions per skill (the demo: 400 and 100)."""
     from llmcourse.lab.cache import cache_folder, run_cached
     from llmcourse.demo.stage import StageResult
     from llmcourse.demo.merge import merged
     from llmcourse.finetune.sft import run as run_sft
 
-    parent = format_parent(sft.path, format_steps, seed, force)
-    models: dict[str, str] = {PARENT: parent, COMMON: common_base(parent, steps, seed, force)}
+    models: dict[str, str] = {}
     for skill in SKILLS:
-        replay = str(specialist_replay(parent, skill))
-        path, built = run_cached("sft", specialist_recipe(parent, skill, steps, seed=seed, replay=replay), run_sft, force)
+        replay = str(parent_replay(parent.path, other_skills(skill)))
+        path, built = run_cached("sft", specialist_recipe(parent.path, skill, steps, seed=seed, replay=replay), run_sft, force)
         if not built:
             err.print(f"reusing the {skill} specialist in {path}")
         models[f"specialist {skill}"] = str(path / "merged" if (path / "merged").is_dir() else path)
-    layers = json.loads((Path(parent) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
-    configs = merge_configs(models[COMMON], models[f"specialist {SKILLS[0]}"], models[f"specialist {SKILLS[1]}"], layers)
+    layers = json.loads((Path(parent.path) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+    configs = merge_configs(parent.path, models[f"specialist {SKILLS[0]}"], models[f"specialist {SKILLS[1]}"], layers)
     for method, config in configs.items():
         models[f"{method}(specialists)"] = str(merged(method, config, force))
     experts = {skill: models[f"specialist {skill}"] for skill in SKILLS}
-    models["moe(specialists)"] = str(merged("moe", moe_config(parent, experts), force, moe=True))
-    cached = cache_folder("specialists-eval", sft.path, models, heldout).with_suffix(".json")
+    models["moe(specialists)"] = str(merged("moe", moe_config(parent.path, experts), force, moe=True))
+    cached = cache_folder("specialists-eval", parent.path, models, heldout).with_suffix(".json")
     if cached.is_file() and not force:
         scores = json.loads(cached.read_text(encoding="utf-8"))
     else:
-        scores = _score({"SFT model": sft.path, **models}, cached.with_suffix(""), heldout)
+        scores = _score({"parent (SFT)": parent.path, **models}, cached.with_suffix(""), heldout)
         cached.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
-    kept, gain_kept = kept_shares(scores), gain_kept_shares(scores)
+    kept = kept_shares(scores)
     merges = [f"{method}(specialists)" for method in MERGE_METHODS]
     best = max(merges, key=lambda label: kept[label])
-    rows = [StageResult(label if not label.endswith("(specialists)") else f"{'MoE' if label.startswith('moe') else 'merge'}: {label}", path,
+    rows = [StageResult(label if label.startswith("specialist") else f"{'MoE' if label.startswith('moe') else 'merge'}: {label}", path,
                         {f"exact_match/{skill}": scores[label][skill] for skill in SKILLS})
             for label, path in models.items()]
-    summary = {"skills": list(SKILLS), "scores": scores, "kept": kept, "gain_kept": gain_kept, "best": best, "best_kept": kept[best],
-               "best_gain_kept": gain_kept[best]}
+    summary = {"skills": list(SKILLS), "scores": scores, "kept": kept, "best": best, "best_kept": kept[best]}
     return rows, summary
 
 
