@@ -167,6 +167,19 @@ def test_unfrozen_parameters_are_for_full_fine_tuning_and_must_be_regexes() -> N
         SftRecipe.model_validate({**base, "adapter": "lora", "unfrozen_parameters": ["^lm_head"]})
     with pytest.raises(Exception, match="is not a regular expression"):
         SftRecipe.model_validate({**base, "unfrozen_parameters": ["model.layers.[0"]})
+    with pytest.raises(Exception, match="the range's end must be greater than its start"):
+        SftRecipe.model_validate({**base, "unfrozen_parameters": ["^lm_head.weight$[300:200]"]})
+
+
+def test_unfrozen_parameters_take_axolotl_s_row_ranges() -> None:
+    from llmcourse.recipes.sft import split_row_range
+
+    assert split_row_range("^model.embed_tokens.weight$[:32000]") == ("^model.embed_tokens.weight$", (0, 32000))
+    assert split_row_range("^lm_head.weight$[100:]") == ("^lm_head.weight$", (100, None))
+    assert split_row_range("^lm_head.weight$[3:7]") == ("^lm_head.weight$", (3, 7))
+    assert split_row_range("^lm_head.weight$[5]") == ("^lm_head.weight$", (5, 6))
+    assert split_row_range("model.layers.[0-3].mlp") == ("model.layers.[0-3].mlp", None), "a character class is a regex"
+    assert split_row_range("^model.layers.1[0-9]") == ("^model.layers.1[0-9]", None)
 
 
 @pytest.mark.parametrize(("line", "message"), [

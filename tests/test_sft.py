@@ -211,6 +211,26 @@ def test_unfrozen_parameters_train_only_the_weights_they_name(lab_base: dict, tm
     assert nothing.returncode == 2 and "no parameter matches" in nothing.stderr and "Traceback" not in nothing.stderr
 
 
+def test_unfrozen_row_ranges_train_only_those_rows(lab_base: dict, tmp_path: Path) -> None:
+    # Axolotl's range form: the first 128 of the 512 rows of one weight, and all of another
+    from safetensors.torch import load_file
+
+    up, gate = "model.layers.1.mlp.up_proj.weight", "model.layers.1.mlp.gate_proj.weight"
+    result = run_cli("sft", "lab/sft", f"base_model={lab_base['path']}", f"unfrozen_parameters=['^{up}$[:128]', '^{gate}$']",
+                     "max_steps=3", "eval_lab_count=0", "datasets.0.num_samples=64", "-o", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert f"training {128 * 256 + 512 * 256:,} of" in result.stderr
+    before = load_file(str(Path(lab_base["path"]) / "model.safetensors"))
+    after = load_file(str(tmp_path / "out" / "model.safetensors"))
+    changed = sorted(name for name in before if not bool((before[name] == after[name]).all()))
+    assert changed == [gate, up]
+    rows_changed = (before[up] != after[up]).any(dim=1)
+    assert bool(rows_changed[:128].all()) and not bool(rows_changed[128:].any()), "rows 128 on stay bit-identical"
+    too_far = run_cli("sft", "lab/sft", f"base_model={lab_base['path']}", f"unfrozen_parameters=['^{up}$[500:600]']", "max_steps=1",
+                      "-o", str(tmp_path / "none"))
+    assert too_far.returncode == 2 and "rows [500:600]" in too_far.stderr and "Traceback" not in too_far.stderr
+
+
 def test_adam_keys_reach_the_optimizer(tmp_path: Path) -> None:
     from transformers import Trainer
 

@@ -183,19 +183,46 @@ def load_model_for(recipe: SftRecipe, tokenizer: Any, template: str) -> Any:
 
 def freeze_all_but(model: Any, patterns: list[str]) -> int:
     """Train only the parameters whose names match one of `patterns` (`re.match`, as Axolotl's
-    `unfrozen_parameters`); returns how many parameters stay trainable."""
+    `unfrozen_parameters`), and of a parameter matched only by entries with a row range
+    (`...weight$[:256]`), only those rows: the other rows' gradients are zeroed, as Axolotl does.
+    Returns how many parameters stay trainable."""
     import re
 
+    from llmcourse.recipes.sft import split_row_range
+
+    entries = [split_row_range(pattern) for pattern in patterns]
     trainable = 0
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(any(re.match(pattern, name) for pattern in patterns))
-        trainable += parameter.numel() if parameter.requires_grad else 0
+        ranges = [rows for regex, rows in entries if re.match(regex, name)]
+        parameter.requires_grad_(bool(ranges))
+        if not ranges:
+            continue
+        if any(rows is None for rows in ranges):  # the whole parameter
+            trainable += parameter.numel()
+            continue
+        kept = _rows_in(ranges, parameter.shape[0], name)
+        trainable += int(kept.sum()) * (parameter.numel() // parameter.shape[0])
+        parameter.register_hook(lambda grad, keep=kept: grad * keep.view(-1, *([1] * (grad.dim() - 1))).to(grad.device, grad.dtype))
     if not trainable:
         raise UserError(f"unfrozen_parameters: no parameter matches {patterns}",
                         hint=f"names look like {next(iter(dict(model.named_parameters())))}; patterns match from the start")
     total = sum(parameter.numel() for parameter in model.parameters())
     err.print(f"training {trainable:,} of {total:,} parameters (unfrozen_parameters)")
     return trainable
+
+
+def _rows_in(ranges: list[tuple[int, int | None]], size: int, name: str) -> Any:
+    """A boolean mask over a parameter's `size` rows: those in any of `ranges`."""
+    import torch
+
+    keep = torch.zeros(size, dtype=torch.bool)
+    for start, end in ranges:
+        end = size if end is None else end
+        if end > size:
+            raise UserError(f"unfrozen_parameters: rows [{start}:{end}] of {name}, which has {size}",
+                            hint=f"ranges index the first dimension: at most [0:{size}]")
+        keep[start:end] = True
+    return keep
 
 
 def latest_checkpoint(folder: Path) -> str | None:

@@ -223,10 +223,13 @@ class SftRecipe(CommandRecipe, TrackerKeys):
         if self.unfrozen_parameters is not None and self.adapter != "none":
             raise ValueError("unfrozen_parameters selects weights for full fine-tuning; with a LoRA adapter use lora_target_modules")
         for pattern in self.unfrozen_parameters or []:
+            name, rows = split_row_range(pattern)
             try:
-                re.compile(pattern)
+                re.compile(name)
             except re.error as exc:
                 raise ValueError(f"unfrozen_parameters: '{pattern}' is not a regular expression ({exc})") from exc
+            if rows and rows[1] is not None and rows[0] >= rows[1]:
+                raise ValueError(f"unfrozen_parameters: '{pattern}': the range's end must be greater than its start")
         if self.train.early_stopping_patience and not (self.train.evals_per_epoch or self.train.eval_steps):
             raise ValueError("early_stopping_patience needs evaluations to compare: set evals_per_epoch or eval_steps")
         if self.val_set_size >= 1 and self.val_set_size != int(self.val_set_size):
@@ -239,6 +242,19 @@ class SftRecipe(CommandRecipe, TrackerKeys):
         if self.adapter == "qlora" or self.load_in_4bit:
             return "4bit"
         return "8bit" if self.load_in_8bit else None
+
+
+def split_row_range(pattern: str) -> tuple[str, tuple[int, int | None] | None]:
+    """An `unfrozen_parameters` entry as Axolotl writes it: a regex, optionally followed by a range
+    of rows (first dimension) to train, `[start:end]`, `[:end]`, `[start:]` or `[index]`
+    (`^model.embed_tokens.weight$[:32000]`); the regex and (start, end or None), or None."""
+    match = re.match(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$", pattern)
+    if not match or (match.group(3) is None and not match.group(2)):
+        return pattern, None
+    name, start, end = match.groups()
+    if end is None:  # [index]
+        return name, (int(start), int(start) + 1)
+    return name, (int(start) if start else 0, int(end) if end else None)
 
 
 def normalize_axolotl(data: Any, model: type[CommandRecipe]) -> Any:
