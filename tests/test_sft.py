@@ -226,9 +226,10 @@ def test_unfrozen_row_ranges_train_only_those_rows(lab_base: dict, tmp_path: Pat
     assert changed == [gate, up]
     rows_changed = (before[up] != after[up]).any(dim=1)
     assert bool(rows_changed[:128].all()) and not bool(rows_changed[128:].any()), "rows 128 on stay bit-identical"
-    too_far = run_cli("sft", "lab/sft", f"base_model={lab_base['path']}", f"unfrozen_parameters=['^{up}$[500:600]']", "max_steps=1",
-                      "-o", str(tmp_path / "none"))
-    assert too_far.returncode == 2 and "rows [500:600]" in too_far.stderr and "Traceback" not in too_far.stderr
+    for rows, shown in (("[500:600]", "rows [500:600]"), ("[600:]", "rows [600:512]")):  # past the end; empty
+        too_far = run_cli("sft", "lab/sft", f"base_model={lab_base['path']}", f"unfrozen_parameters=['^{up}${rows}']", "max_steps=1",
+                          "-o", str(tmp_path / "none"))
+        assert too_far.returncode == 2 and shown in too_far.stderr and "Traceback" not in too_far.stderr, too_far.stderr
 
 
 def test_adam_keys_reach_the_optimizer(tmp_path: Path) -> None:

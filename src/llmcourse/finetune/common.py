@@ -218,7 +218,7 @@ def _rows_in(ranges: list[tuple[int, int | None]], size: int, name: str) -> Any:
     keep = torch.zeros(size, dtype=torch.bool)
     for start, end in ranges:
         end = size if end is None else end
-        if end > size:
+        if end > size or start >= end:  # `[600:]` of 512 rows is empty, as Axolotl refuses it
             raise UserError(f"unfrozen_parameters: rows [{start}:{end}] of {name}, which has {size}",
                             hint=f"ranges index the first dimension: at most [0:{size}]")
         keep[start:end] = True
