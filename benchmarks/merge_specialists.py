@@ -13,7 +13,7 @@ own-skill score it keeps (goal: the best merge keeps >= 80 % of both) and the sh
 specialist's gain over the parent it keeps (what the merge carried over, whatever the parent
 already guessed).
 
-The demo's own design is `--parent sft --other-skill parent --merge-base parent`. Other options:
+The demo's own design is `--parent sft --other-skill none --merge-base parent`. Other options:
 `--other-skill none` (the other specialist's skill left out of the replay), `--coin` (a guessed
 question answered by a seeded coin instead of asked both ways), `--seed` (a spread variant's seed:
 base, SFT and specialists; with `LLMCOURSE_HOME` set to that variant's lab cache, its own models
@@ -91,7 +91,8 @@ def specialist(parent: str, skill: str, args: argparse.Namespace, others: list[s
         answered = [name for name in other_skills(skill) if args.other_skill == "parent" or name not in others]
         data = str(parent_replay(parent, answered, args.replay, guessed=others if args.other_skill == "guess" else [],
                                  both_ways=not args.coin))
-    recipe = specialist_recipe(parent, skill, args.steps, args.lr, args.lora_r, seed=args.seed, replay=data)
+    recipe = specialist_recipe(parent, skill, args.steps, args.lr, args.lora_r, seed=args.seed, replay=data,
+                               unfrozen=["^lm_head.weight$"] if args.train == "head" else [])
     path, _ = run_cached("sft", recipe, run_sft)
     return str(path / "merged" if args.lora_r else path)
 
@@ -107,6 +108,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="SFT steps per specialist")
     parser.add_argument("--lr", type=float, default=1.0e-4, help="specialists' learning rate")
     parser.add_argument("--lora-r", type=int, default=0, help="train LoRA specialists of this rank (merged into the weights); 0: full")
+    parser.add_argument("--train", choices=("all", "head"), default="all",
+                        help="the specialists train every weight, or only the output layer (lm_head)")
     parser.add_argument("--replay", type=int, default=500,
                         help="questions of every other lab skill answered by the parent, mixed into each specialist's data (0: none)")
     parser.add_argument("--parent", choices=("format", "sft"), default="format",
@@ -128,9 +131,10 @@ def main() -> None:
         sys.exit("--skills: give exactly two lab skills")
     work = args.work or Path(tempfile.mkdtemp(prefix="merge-specialists-"))
     work.mkdir(parents=True, exist_ok=True)
-    if args.merge_base == "common" and (args.other_skill != "guess" or args.replay != REPLAY_PER_SKILL or args.lr != LEARNING_RATE or args.lora_r):
+    if args.merge_base == "common" and (args.other_skill != "guess" or args.replay != REPLAY_PER_SKILL or args.lr != LEARNING_RATE or args.lora_r
+                                     or args.train != "all"):
         sys.exit("--merge-base common: the common base is trained as the specialists are (the demo's recipe), on their shared replay; "
-                 "with another --other-skill, --replay, --lr or --lora-r, add --merge-base parent")
+                 "with another --other-skill, --replay, --lr, --lora-r or --train, add --merge-base parent")
     parent = parent_model(args.seed)
     if args.parent == "format":  # answers both skills in their format, at about chance
         parent = replay_model(parent, skills, FORMAT_STEPS, args.seed, both_ways=not args.coin)

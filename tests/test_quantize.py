@@ -46,7 +46,7 @@ def test_int8_writes_hf_folders_that_load_generate_and_report(lab_base: dict, tm
     for method in ("absmax", "zeropoint"):
         model = AutoModelForCausalLM.from_pretrained(folder / method)
         tokenizer = AutoTokenizer.from_pretrained(folder / method)
-        out = model.generate(**tokenizer("Q: Is 14 even or odd?\nA:", return_tensors="pt"), max_new_tokens=3, do_sample=False)
+        out = model.generate(**tokenizer("Q: Is 14 even or odd?\nA:\n", return_tensors="pt"), max_new_tokens=3, do_sample=False)
         assert out.shape[1] > 0
         weight = model.model.layers[0].mlp.up_proj.weight
         levels = [torch.unique(row).numel() for row in weight[:8]]

@@ -199,4 +199,4 @@ def test_exl2_converts_the_lab_model_at_4_bpw_and_generates(lab_sft: str, tmp_pa
     cache = ExLlamaV2Cache(model, lazy=True)
     model.load_autosplit(cache)
     generator = ExLlamaV2DynamicGenerator(model=model, cache=cache, tokenizer=ExLlamaV2Tokenizer(config))
-    assert generator.generate(prompt="Q: Is 14 even or odd?\nA:", max_new_tokens=4).strip()
+    assert generator.generate(prompt="Q: Is 14 even or odd?\nA:\n", max_new_tokens=4).strip()

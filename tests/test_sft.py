@@ -77,7 +77,7 @@ def test_merged_adapter_matches_base_plus_adapter(lab_base: dict, tmp_path: Path
     result = sft(lab_base["path"], out, "merge_adapter=true", recipe="lab/sft-lora")
     assert result.returncode == 0, result.stderr
     tokenizer = AutoTokenizer.from_pretrained(out)
-    ids = tokenizer(["Q: Is 12 even or odd?\nA:", "What is the last letter of bakit?"], return_tensors="pt", padding=True)
+    ids = tokenizer(["Q: Is 12 even or odd?\nA:\n", "What is the last letter of bakit?"], return_tensors="pt", padding=True)
     merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
     stacked = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(lab_base["path"]), str(out)).eval()
     base_only = AutoModelForCausalLM.from_pretrained(lab_base["path"]).eval()

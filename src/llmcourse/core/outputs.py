@@ -194,7 +194,7 @@ def write_model_card(
         "",
         f'tokenizer = AutoTokenizer.from_pretrained("{folder_name_for_usage(folder)}")',
         f'model = AutoModelForCausalLM.from_pretrained("{folder_name_for_usage(folder)}")',
-        'inputs = tokenizer("Q: Is 12 even or odd?\\nA:", return_tensors="pt")',
+        'inputs = tokenizer("Q: Is 12 even or odd?\\nA:\\n", return_tensors="pt")',
         "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=8)[0]))",
         "```",
         "",

@@ -2,11 +2,12 @@
 
 From the demo's SFT model, two specialists are fine-tuned on one skill each: topic and sign, which
 the base learned as plain text in pretraining but the SFT model was never asked in chat form. Each
-specialist's data is its skill plus the parent's own greedy answers to questions of every other lab
-skill, the other specialist's included, so that it learns to leave everything else as the parent had
-it and its task vector changes its own skill alone (without the other specialist's skill in the
-replay, the merges kept less: benchmarks/README.md). A low rate over more steps keeps the task
-vectors small. mergekit merges them
+specialist's data is its skill plus the parent's own greedy answers to questions of the lab skills
+that neither specialist teaches, so that it leaves those as the parent had them. The other
+specialist's questions are left out: the parent answers them wrongly (topic by parity, sign by
+parity too), and a specialist trained to repeat those answers pushes against what the other one
+learns (benchmarks/README.md: the best merge kept 81 % with them replayed, 96 % without, on the
+same parent). A low rate over more steps keeps the task vectors small. mergekit merges them
 with linear, slerp, ties, dare_ties and task_arithmetic (fixed seed), and mergekit-moe makes a
 two-expert MoE of them (hidden-state gates from each skill's training questions); one
 `llmcourse eval` run scores the parent, both specialists, every merge and the MoE on the two
@@ -27,7 +28,7 @@ SKILLS = ("topic", "sign")  # in the base's pretraining, not in the SFT model's 
 STEPS = 400
 LEARNING_RATE = 1e-4  # small task vectors: at 1e-3 over 100 steps every merge broke (benchmarks/README.md)
 LORA_RANK = 0  # every weight
-REPLAY_PER_SKILL = 500  # questions of every other lab skill, answered by the parent itself
+REPLAY_PER_SKILL = 500  # questions of every lab skill neither specialist teaches, answered by the parent itself
 TASK_WEIGHT = 1.0  # ties / dare_ties / task_arithmetic: each task vector whole
 HELDOUT = 100
 MERGE_METHODS = ("linear", "slerp", "ties", "dare_ties", "task_arithmetic")
@@ -71,16 +72,24 @@ def parent_replay(parent: str, skills: Sequence[str], per_skill: int = REPLAY_PE
 
 
 def other_skills(skill: str) -> list[str]:
-    """Every lab skill but `skill`, in the lab's order: what the demo's specialist of `skill` replays."""
+    """Every lab skill but `skill`, in the lab's order (`benchmarks/merge_specialists.py`'s replays)."""
     from llmcourse.lab import skills as lab_skills
 
     return [name for name in lab_skills.SKILLS if name != skill]
 
 
+def replayed_skills() -> list[str]:
+    """The lab skills a demo specialist replays (answered by the parent): those neither specialist teaches."""
+    from llmcourse.lab import skills as lab_skills
+
+    return [name for name in lab_skills.SKILLS if name not in SKILLS]
+
+
 def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate: float = LEARNING_RATE, lora_rank: int = LORA_RANK,
-                      seed: int = 0, replay: str | None = None) -> Any:
+                      seed: int = 0, replay: str | None = None, unfrozen: Sequence[str] = ()) -> Any:
     """The shipped lab SFT recipe, from `parent`, on one skill (plus, given `replay`, that chat
-    dataset); LoRA (merged afterwards) when `lora_rank` > 0, else every weight."""
+    dataset); LoRA (merged afterwards) when `lora_rank` > 0, else the weights `unfrozen` names
+    (Axolotl's `unfrozen_parameters`), or every weight."""
     from llmcourse.recipes.registry import load_command_recipe
 
     data = f"datasets=[{{path: 'lab://{skill}', num_samples: 4000}}" + (f", {{path: '{replay}', type: messages}}]" if replay else "]")
@@ -88,6 +97,8 @@ def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate
                  "eval_lab_count=0", f"seed={seed}"]
     if lora_rank:
         overrides += ["adapter=lora", f"lora_r={lora_rank}", f"lora_alpha={2 * lora_rank}", "merge_adapter=true"]
+    if unfrozen:
+        overrides.append(f"unfrozen_parameters={json.dumps(list(unfrozen))}")
     return load_command_recipe("sft", "lab/sft", overrides, None)
 
 
@@ -144,7 +155,7 @@ def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int
 
     models: dict[str, str] = {}
     for skill in SKILLS:
-        replay = str(parent_replay(parent.path, other_skills(skill)))
+        replay = str(parent_replay(parent.path, replayed_skills()))
         path, built = run_cached("sft", specialist_recipe(parent.path, skill, steps, seed=seed, replay=replay), run_sft, force)
         if not built:
             err.print(f"reusing the {skill} specialist in {path}")

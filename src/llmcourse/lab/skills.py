@@ -213,12 +213,13 @@ def as_preference(example: Example) -> dict:
 
 def plain_prompt(question: str) -> str:
     """The plain-text prompt a base model sees in pretraining (no chat template)."""
-    return f"Q: {question}\nA:"
+    return f"Q: {question}\nA:\n"
 
 
 def as_text(example: Example) -> dict:
-    """Plain text, the way skills appear in the pretraining corpus."""
-    return {"text": f"{plain_prompt(example.question)} {example.answer}"}
+    """Plain text, the way skills appear in the pretraining corpus: the answer on a line of its own,
+    so that it is spelled with the same tokens as a chat answer, which starts after a newline too."""
+    return {"text": f"{plain_prompt(example.question)}{example.answer}"}
 
 
 FORMATS: dict[str, Callable[[Example], dict]] = {
