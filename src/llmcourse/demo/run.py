@@ -106,7 +106,7 @@ def print_table(results: list[StageResult], console: Any = None) -> None:
     accuracy = Table(
         title=f"llmcourse demo — the lab model ({params / 1e6:.2f} M parameters): held-out exact match",
         caption="100 held-out questions per skill; chat models through `llmcourse eval` (lm-eval on the lab tasks), "
-        "the base through `llmcourse lab score`. The base learned every skill as plain Q/A text; SFT and DPO teach "
+        "the base through `llmcourse lab score`. The base saw every skill as plain Q/A text; SFT and DPO teach "
         "parity and sentiment in chat form, and each specialist one of topic and sign",
         header_style="bold",
     )
