@@ -43,13 +43,17 @@ print("RESULT " + json.dumps(found))
 
 
 def greedy_answer(model: Any, tokenizer: Any, question: str) -> str:
-    """A few greedy tokens for one chat question."""
+    """A few greedy tokens for one chat question, up to the end of the assistant's turn (what follows
+    it is not the answer, and a quantized model may continue it differently)."""
     import torch
+
+    from llmcourse.core.chat_templates import end_of_turn_ids
 
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=4, do_sample=False)
+        out = model.generate(**ids, max_new_tokens=4, do_sample=False, eos_token_id=end_of_turn_ids(tokenizer),
+                             pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
