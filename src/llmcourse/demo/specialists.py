@@ -4,8 +4,8 @@ From the demo's SFT model, two specialists are fine-tuned on one skill each: top
 the base learned as plain text in pretraining but the SFT model was never asked in chat form. Each
 specialist's data is its skill plus the parent's own greedy answers to questions of the lab skills
 that neither specialist teaches, so that it leaves those as the parent had them. The other
-specialist's questions are left out: the parent answers them wrongly (topic by parity, sign by
-parity too), and a specialist trained to repeat those answers pushes against what the other one
+specialist's questions are left out: the parent answers them by a wrong rule (mostly `odd` or
+`even`), and a specialist trained to repeat those answers pushes against what the other one
 learns (benchmarks/README.md: the best merge kept 81 % with them replayed, 96 % without, on the
 same parent). A low rate over more steps keeps the task vectors small. mergekit merges them
 with linear, slerp, ties, dare_ties and task_arithmetic (fixed seed), and mergekit-moe makes a
