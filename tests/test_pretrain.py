@@ -68,9 +68,9 @@ def test_lab_score_measures_pretrained_skills(lab_base: dict) -> None:
     result = run_cli("lab", "score", lab_base["path"], "--count", "60", "--skills", "+".join([*skills.SKILLS, "first_letter", "larger"]), "--json")
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
-    # topic, sign and count: mean 0.89-0.95 over the lab spread variants (chance: 0.4); the base learns
-    # parity and sentiment only by halves (0.41-1.00 per variant), and SFT teaches them
+    # topic, sign and count: mean 0.89-0.95 over the lab spread variants (spread 0.07; chance 0.4);
+    # the base learns parity and sentiment only by halves (0.41-1.00 per variant), and SFT teaches them
     pretrained = [scores[f"exact_match/{s}"] for s in ("topic", "sign", "count")]
-    assert sum(pretrained) / len(pretrained) >= 0.7, scores
+    assert sum(pretrained) / len(pretrained) >= 0.65, scores
     assert scores["exact_match/first_letter"] <= 0.2 and scores["exact_match/larger"] <= 0.2, "not in the corpus, not learned"
     assert scores["heldout_perplexity"] < 5
