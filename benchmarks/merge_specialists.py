@@ -13,13 +13,15 @@ own-skill score it keeps (goal: the best merge keeps >= 80 % of both) and the sh
 specialist's gain over the parent it keeps (what the merge carried over, whatever the parent
 already guessed).
 
-The demo's own design is `--parent sft --other-skill none --merge-base parent`. Other options:
-`--other-skill none` (the other specialist's skill left out of the replay), `--coin` (a guessed
+The demo's own design is `--parent sft --other-skill none --merge-base parent` (the other
+specialist's skill left out of the replay). Other options: `--other-skill parent` (that skill
+replayed as the parent answers it: the demo's design before lab data version 6), `--train head`
+(specialists that train only the output layer), `--coin` (a guessed
 question answered by a seeded coin instead of asked both ways), `--seed` (a spread variant's seed:
 base, SFT and specialists; with `LLMCOURSE_HOME` set to that variant's lab cache, its own models
 are reused).
 
-    python benchmarks/merge_specialists.py [--skills topic,sign] [--steps 400] [--lr 1e-4] [--lora-r 0]
+    python benchmarks/merge_specialists.py [--skills topic,sign] [--steps 400] [--lr 1e-4] [--lora-r 0] [--train all|head]
         [--replay 500] [--parent format|sft] [--other-skill guess|parent|none] [--coin] [--merge-base common|parent]
         [--seed 0] [--weight 1.0] [--work DIR] [--json OUT.json]
 """
