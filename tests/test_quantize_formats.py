@@ -44,17 +44,10 @@ print("RESULT " + json.dumps(found))
 
 def greedy_answer(model: Any, tokenizer: Any, question: str) -> str:
     """A few greedy tokens for one chat question, up to the end of the assistant's turn (what follows
-    it is not the answer, and a quantized model may continue it differently)."""
-    import torch
+    it is not the answer, and a quantized model may continue it differently): the lab scorer's."""
+    from llmcourse.lab.scoring import greedy_answers
 
-    from llmcourse.core.chat_templates import end_of_turn_ids
-
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-    with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=4, do_sample=False, eos_token_id=end_of_turn_ids(tokenizer),
-                             pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return greedy_answers(model, tokenizer, [question], prompt_format="chat", max_new_tokens=4)[0]
 
 
 @pytest.mark.slow
