@@ -131,9 +131,7 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
     # exact match over the 10 held-out questions of each skill: a count of answers, not any number in [0, 1]
     assert all(0 <= scores[label][skill] <= 1 and round(scores[label][skill] * 10, 6).is_integer() for label in labels for skill in SKILLS)
     for skill in SKILLS:  # 10 questions are too few to rank the models; training is checked by its loss
-        specialist = Path(rows[SKILLS.index(skill)].path)
-        assert specialist.name == "merged", "the LoRA adapter merged into the weights, beside the run's own folder"
-        report = json.loads((specialist.parent / "report.json").read_text())
+        report = json.loads((Path(rows[SKILLS.index(skill)].path) / "report.json").read_text())
         assert report["steps"] == 20 and report["last_logged_loss"] < report["train_loss"], report
         replay = [json.loads(line)["messages"] for line in parent_replay(lab_sft, replayed_skills()).read_text().splitlines()]
         assert report["examples"] == 4000 + len(replay), "the skill's data plus the parent's own answers"
@@ -152,20 +150,6 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
     stages = {row.stage: row for row in rows}
     assert set(stages) == {"specialist topic", "specialist sign", *(f"merge: {m}(specialists)" for m in MERGE_METHODS), "MoE: moe(specialists)"}
     assert (Path(stages["specialist topic"].path) / "model.safetensors").is_file()
-    # Low-rank task vectors on the blocks' linear layers; embeddings and output layer the parent's.
-    import torch
-    from safetensors.torch import load_file
-
-    from llmcourse.demo.specialists import LORA_RANK
-
-    parent_weights = load_file(str(Path(lab_sft) / "model.safetensors"))
-    for skill in SKILLS:
-        weights = load_file(str(Path(stages[f"specialist {skill}"].path) / "model.safetensors"))
-        assert torch.equal(weights["lm_head.weight"], parent_weights["lm_head.weight"])
-        assert torch.equal(weights["model.embed_tokens.weight"], parent_weights["model.embed_tokens.weight"])
-        for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.3.mlp.down_proj.weight"):
-            rank = int(torch.linalg.matrix_rank(weights[name] - parent_weights[name]))
-            assert 0 < rank <= LORA_RANK, (skill, name, rank)
     config = json.loads((Path(stages["MoE: moe(specialists)"].path) / "config.json").read_text())
     assert config["architectures"] == ["MixtralForCausalLM"] and config["num_local_experts"] == 2, config
     ties = yaml.safe_load((Path(stages["merge: ties(specialists)"].path) / "mergekit_config.yml").read_text())

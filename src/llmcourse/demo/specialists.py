@@ -7,11 +7,7 @@ that neither specialist teaches, so that it leaves those as the parent had them.
 specialist's questions are left out: the parent answers them by a wrong rule (mostly `odd` or
 `even`), and a specialist trained to repeat those answers pushes against what the other one
 learns (benchmarks/README.md: the best merge kept 81 % with them replayed, 96 % without, on the
-same parent). Each specialist trains a rank-16 LoRA adapter (merged into its weights afterwards):
-a low-rank task vector on the linear layers only, which leaves the embeddings and the output layer
-as the parent had them; with every weight trained the sign vector's lower layers broke topic in the
-merges, and which merge held changed from one spread variant to the next (46-90 % kept, against
-88-97 % with LoRA: benchmarks/README.md). mergekit merges them
+same parent). A low rate over more steps keeps the task vectors small. mergekit merges them
 with linear, slerp, ties, dare_ties and task_arithmetic (fixed seed), and mergekit-moe makes a
 two-expert MoE of them (hidden-state gates from each skill's training questions); one
 `llmcourse eval` run scores the parent, both specialists, every merge and the MoE on the two
@@ -30,8 +26,8 @@ from llmcourse.core.console import err
 
 SKILLS = ("topic", "sign")  # in the base's pretraining, not in the SFT model's chat data
 STEPS = 400
-LEARNING_RATE = 1e-3  # LoRA's; every weight trained at 1e-3 broke every merge, at 1e-4 held at two variants of five
-LORA_RANK = 16  # alpha 32, on every linear layer of the blocks; 0: every weight
+LEARNING_RATE = 1e-4  # small task vectors: at 1e-3 over 100 steps every merge broke (benchmarks/README.md)
+LORA_RANK = 0  # every weight
 REPLAY_PER_SKILL = 500  # questions of every lab skill neither specialist teaches, answered by the parent itself
 TASK_WEIGHT = 1.0  # ties / dare_ties / task_arithmetic: each task vector whole
 HELDOUT = 100
