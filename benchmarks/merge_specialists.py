@@ -13,8 +13,11 @@ own-skill score it keeps (goal: the best merge keeps >= 80 % of both) and the sh
 specialist's gain over the parent it keeps (what the merge carried over, whatever the parent
 already guessed).
 
-The demo's own design is `--parent sft --other-skill none --merge-base parent` (the other
-specialist's skill left out of the replay). Other options: `--other-skill parent` (that skill
+The demo's own design is `--parent sft --other-skill none --merge-base parent --lora-r 16 --lr 1e-3`
+(the other specialist's skill left out of the replay; rank-16 LoRA specialists; without the last two
+options, specialists of every weight: the demo's design before), trained here one after the other
+with the default threads (the demo trains the two at once, one thread each) and merged with every
+weight at `--weight` (the demo chooses task_arithmetic's two weights on training questions). Other options: `--other-skill parent` (that skill
 replayed as the parent answers it: the demo's design before lab data version 6), `--train head`
 (specialists that train only the output layer), `--coin` (a guessed
 question answered by a seeded coin instead of asked both ways), `--seed` (a spread variant's seed:
@@ -61,13 +64,14 @@ def parent_model(seed: int) -> str:
 
 
 FORMAT_STEPS = 200  # the format parent
+LEARNING_RATE = 1.0e-4  # every weight: the specialists', the format parent's and the common base's
 
 
 def replay_model(start: str, skills: list[str], steps: int, seed: int, both_ways: bool) -> str:
     """`start` fine-tuned with the shipped lab SFT recipe, `steps` at the demo specialists' rate, on
     its own answers to every lab skill but `skills`, plus `skills`' questions asked both ways (or
     answered by a coin); cached in the lab cache."""
-    from llmcourse.demo.specialists import LEARNING_RATE, parent_replay
+    from llmcourse.demo.specialists import parent_replay
     from llmcourse.finetune.sft import run as run_sft
     from llmcourse.lab import skills as lab_skills
     from llmcourse.lab.cache import run_cached
@@ -103,12 +107,12 @@ def main() -> None:
     """Build, merge, evaluate, print the table and the kept shares."""
     import yaml
 
-    from llmcourse.demo.specialists import LEARNING_RATE, MERGE_METHODS, REPLAY_PER_SKILL, merge_configs
+    from llmcourse.demo.specialists import MERGE_METHODS, REPLAY_PER_SKILL, merge_configs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skills", default="topic,sign", help="two lab skills, one per specialist")
     parser.add_argument("--steps", type=int, default=400, help="SFT steps per specialist")
-    parser.add_argument("--lr", type=float, default=1.0e-4, help="specialists' learning rate")
+    parser.add_argument("--lr", type=float, default=LEARNING_RATE, help="specialists' learning rate")
     parser.add_argument("--lora-r", type=int, default=0, help="train LoRA specialists of this rank (merged into the weights); 0: full")
     parser.add_argument("--train", choices=("all", "head"), default="all",
                         help="the specialists train every weight, or only the output layer (lm_head)")

@@ -124,14 +124,16 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
     from llmcourse.demo.specialists import MERGE_METHODS, SKILLS, parent_replay, replayed_skills, specialists_stage
     from llmcourse.lab import skills as lab_skills
 
-    rows, summary = specialists_stage(SimpleNamespace(path=lab_sft), force=False, steps=20, heldout=10)
+    rows, summary = specialists_stage(SimpleNamespace(path=lab_sft), force=False, steps=20, heldout=10, tuning_questions=20)
     scores, kept = summary["scores"], summary["kept"]
     labels = ["parent (SFT)", *(f"specialist {skill}" for skill in SKILLS), *(f"{m}(specialists)" for m in MERGE_METHODS), "moe(specialists)"]
     assert list(scores) == labels
     # exact match over the 10 held-out questions of each skill: a count of answers, not any number in [0, 1]
     assert all(0 <= scores[label][skill] <= 1 and round(scores[label][skill] * 10, 6).is_integer() for label in labels for skill in SKILLS)
     for skill in SKILLS:  # 10 questions are too few to rank the models; training is checked by its loss
-        report = json.loads((Path(rows[SKILLS.index(skill)].path) / "report.json").read_text())
+        specialist = Path(rows[SKILLS.index(skill)].path)
+        assert specialist.name == "merged", "the LoRA adapter merged into the weights, beside the run's own folder"
+        report = json.loads((specialist.parent / "report.json").read_text())
         assert report["steps"] == 20 and report["last_logged_loss"] < report["train_loss"], report
         replay = [json.loads(line)["messages"] for line in parent_replay(lab_sft, replayed_skills()).read_text().splitlines()]
         assert report["examples"] == 4000 + len(replay), "the skill's data plus the parent's own answers"
@@ -150,6 +152,30 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
     stages = {row.stage: row for row in rows}
     assert set(stages) == {"specialist topic", "specialist sign", *(f"merge: {m}(specialists)" for m in MERGE_METHODS), "MoE: moe(specialists)"}
     assert (Path(stages["specialist topic"].path) / "model.safetensors").is_file()
+    # Low-rank task vectors on the blocks' linear layers; embeddings and output layer the parent's.
+    import torch
+    from safetensors.torch import load_file
+
+    from llmcourse.demo.specialists import LORA_RANK, WEIGHT_GRID
+
+    parent_weights = load_file(str(Path(lab_sft) / "model.safetensors"))
+    for skill in SKILLS:
+        weights = load_file(str(Path(stages[f"specialist {skill}"].path) / "model.safetensors"))
+        assert torch.equal(weights["lm_head.weight"], parent_weights["lm_head.weight"])
+        assert torch.equal(weights["model.embed_tokens.weight"], parent_weights["model.embed_tokens.weight"])
+        for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.3.mlp.down_proj.weight"):
+            rank = int(torch.linalg.matrix_rank(weights[name] - parent_weights[name]))
+            assert 0 < rank <= LORA_RANK, (skill, name, rank)
+    # task_arithmetic's weights: every pair of the grid tried on training questions, the pair whose
+    # smaller kept share is largest chosen, and the demo's task_arithmetic merge made with it.
+    tuning = summary["task_weights"]
+    assert sorted(tuple(t["weights"]) for t in tuning["trials"]) == [(x, y) for x in WEIGHT_GRID for y in WEIGHT_GRID]
+    for trial in tuning["trials"]:
+        assert trial["kept"] == pytest.approx(min(trial["scores"][s] / tuning["own"][s] if tuning["own"][s] else 0.0 for s in SKILLS))
+    assert tuning["kept"] == max(t["kept"] for t in tuning["trials"])
+    assert tuning["weights"] in [t["weights"] for t in tuning["trials"] if t["kept"] == tuning["kept"]]
+    arithmetic = yaml.safe_load((Path(stages["merge: task_arithmetic(specialists)"].path) / "mergekit_config.yml").read_text())
+    assert [m["parameters"]["weight"] for m in arithmetic["models"]] == tuning["weights"]
     config = json.loads((Path(stages["MoE: moe(specialists)"].path) / "config.json").read_text())
     assert config["architectures"] == ["MixtralForCausalLM"] and config["num_local_experts"] == 2, config
     ties = yaml.safe_load((Path(stages["merge: ties(specialists)"].path) / "mergekit_config.yml").read_text())

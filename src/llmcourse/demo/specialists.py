@@ -7,12 +7,21 @@ that neither specialist teaches, so that it leaves those as the parent had them.
 specialist's questions are left out: the parent answers them by a wrong rule (mostly `odd` or
 `even`), and a specialist trained to repeat those answers pushes against what the other one
 learns (benchmarks/README.md: the best merge kept 81 % with them replayed, 96 % without, on the
-same parent). A low rate over more steps keeps the task vectors small. mergekit merges them
-with linear, slerp, ties, dare_ties and task_arithmetic (fixed seed), and mergekit-moe makes a
-two-expert MoE of them (hidden-state gates from each skill's training questions); one
-`llmcourse eval` run scores the parent, both specialists, every merge and the MoE on the two
-skills' held-out questions. The summary says how much of each specialist's own-skill score the
-best merge keeps. (`benchmarks/merge_specialists.py` runs the same experiment with other
+same parent). Each specialist trains a rank-16 LoRA adapter (merged into its weights afterwards):
+a low-rank task vector on the blocks' linear layers, which leaves the embeddings and the output
+layer as the parent had them (with every weight trained, the sign vector's embeddings and lower
+layers broke topic in the merges). The two train at once, in a process each with one thread: on
+two cores that is faster than one after the other, and a specialist's numbers do not depend on
+the machine's core count.
+
+mergekit merges them with linear, slerp, ties, dare_ties and task_arithmetic (fixed seed), and
+mergekit-moe makes a two-expert MoE of them (hidden-state gates from each skill's training
+questions). task_arithmetic's two weights are chosen on training questions of the two skills
+(a grid, each weight 0.4 to 1.2; the pair whose smaller kept share is largest), never on the
+held-out ones: which of two task vectors needs more weight changed from one spread variant to the
+next. One `llmcourse eval` run scores the parent, both specialists, every merge and the MoE on
+the two skills' held-out questions. The summary says how much of each specialist's own-skill
+score the best merge keeps. (`benchmarks/merge_specialists.py` runs the same experiment with other
 settings; what each setting kept: benchmarks/README.md.)
 """
 
@@ -26,10 +35,12 @@ from llmcourse.core.console import err
 
 SKILLS = ("topic", "sign")  # in the base's pretraining, not in the SFT model's chat data
 STEPS = 400
-LEARNING_RATE = 1e-4  # small task vectors: at 1e-3 over 100 steps every merge broke (benchmarks/README.md)
-LORA_RANK = 0  # every weight
+LEARNING_RATE = 1e-3  # LoRA's (every weight trained at 1e-3 broke every merge, benchmarks/README.md)
+LORA_RANK = 16  # alpha 32, on every linear layer of the blocks; 0: every weight
 REPLAY_PER_SKILL = 500  # questions of every lab skill neither specialist teaches, answered by the parent itself
-TASK_WEIGHT = 1.0  # ties / dare_ties / task_arithmetic: each task vector whole
+TASK_WEIGHT = 1.0  # ties / dare_ties: each task vector whole
+WEIGHT_GRID = (0.4, 0.6, 0.8, 1.0, 1.2)  # task_arithmetic: each specialist's weight, chosen on training questions
+TUNING_QUESTIONS = 100  # per skill, from the training split
 HELDOUT = 100
 MERGE_METHODS = ("linear", "slerp", "ties", "dare_ties", "task_arithmetic")
 GATE_PROMPTS = 8  # training questions per expert for its hidden-state gate
@@ -102,9 +113,11 @@ def specialist_recipe(parent: str, skill: str, steps: int = STEPS, learning_rate
     return load_command_recipe("sft", "lab/sft", overrides, None)
 
 
-def merge_configs(parent: str, a: str, b: str, layers: int, weight: float = TASK_WEIGHT) -> dict[str, dict[str, Any]]:
+def merge_configs(parent: str, a: str, b: str, layers: int, weight: float = TASK_WEIGHT,
+                  task_weights: tuple[float, float] | None = None) -> dict[str, dict[str, Any]]:
     """mergekit YAML (as dicts) of the two specialists for each method, as mergekit's documentation
-    writes them; ties, dare_ties and task_arithmetic add the task vectors (not normalized), each at `weight`."""
+    writes them; ties, dare_ties and task_arithmetic add the task vectors (not normalized), each at
+    `weight`, task_arithmetic's at `task_weights` (a's, b's) when given."""
     both = [{"model": a}, {"model": b}]
     task = {"density": 0.8, "weight": weight}
     return {
@@ -117,7 +130,7 @@ def merge_configs(parent: str, a: str, b: str, layers: int, weight: float = TASK
         "dare_ties": {"merge_method": "dare_ties", "base_model": parent, "dtype": "float32",
                       "models": [{**m, "parameters": task} for m in both], "parameters": {"normalize": False}},
         "task_arithmetic": {"merge_method": "task_arithmetic", "base_model": parent, "dtype": "float32",
-                            "models": [{**m, "parameters": {"weight": weight}} for m in both]},
+                            "models": [{**m, "parameters": {"weight": w}} for m, w in zip(both, task_weights or (weight, weight))]},
     }
 
 
@@ -145,23 +158,24 @@ def kept_shares(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     return {label: min(row[skill] / own[skill] if own[skill] else 0.0 for skill in SKILLS) for label, row in scores.items()}
 
 
-def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int = HELDOUT, seed: int = 0) -> tuple[list[Any], dict[str, Any]]:
-    """The experiment's rows for the demo table, and its summary (scores, kept shares, best merge);
-    `steps` per specialist and `heldout` questions per skill (the demo: 400 and 100)."""
-    from llmcourse.lab.cache import cache_folder, run_cached
+def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int = HELDOUT, seed: int = 0,
+                      tuning_questions: int = TUNING_QUESTIONS) -> tuple[list[Any], dict[str, Any]]:
+    """The experiment's rows for the demo table, and its summary (scores, kept shares, best merge,
+    task_arithmetic's weights); `steps` per specialist, `heldout` questions per skill to score and
+    `tuning_questions` to choose the weights (the demo: 400, 100 and 100)."""
+    from llmcourse.lab.cache import cache_folder
     from llmcourse.demo.stage import StageResult
     from llmcourse.demo.merge import merged
-    from llmcourse.finetune.sft import run as run_sft
 
-    models: dict[str, str] = {}
-    for skill in SKILLS:
-        replay = str(parent_replay(parent.path, replayed_skills()))
-        path, built = run_cached("sft", specialist_recipe(parent.path, skill, steps, seed=seed, replay=replay), run_sft, force)
-        if not built:
-            err.print(f"reusing the {skill} specialist in {path}")
-        models[f"specialist {skill}"] = str(path / "merged" if (path / "merged").is_dir() else path)
+    replay = str(parent_replay(parent.path, replayed_skills()))
+    trained = train_specialists({skill: specialist_recipe(parent.path, skill, steps, seed=seed, replay=replay) for skill in SKILLS}, force)
+    models = {f"specialist {skill}": str(path / "merged" if (path / "merged").is_dir() else path) for skill, path in trained.items()}
+    a, b = (models[f"specialist {skill}"] for skill in SKILLS)
+    tuning = tuned_task_weights(parent.path, a, b, force, questions=tuning_questions)
+    err.print(f"task_arithmetic weights {SKILLS[0]} {tuning['weights'][0]}, {SKILLS[1]} {tuning['weights'][1]}: kept "
+              f"{100 * tuning['kept']:.0f} % on {tuning_questions} training questions per skill (the best of {len(tuning['trials'])})")
     layers = json.loads((Path(parent.path) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
-    configs = merge_configs(parent.path, models[f"specialist {SKILLS[0]}"], models[f"specialist {SKILLS[1]}"], layers)
+    configs = merge_configs(parent.path, a, b, layers, task_weights=tuple(tuning["weights"]))
     for method, config in configs.items():
         models[f"{method}(specialists)"] = str(merged(method, config, force))
     experts = {skill: models[f"specialist {skill}"] for skill in SKILLS}
@@ -178,8 +192,84 @@ def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int
     rows = [StageResult(label if label.startswith("specialist") else f"{'MoE' if label.startswith('moe') else 'merge'}: {label}", path,
                         {f"exact_match/{skill}": scores[label][skill] for skill in SKILLS})
             for label, path in models.items()]
-    summary = {"skills": list(SKILLS), "scores": scores, "kept": kept, "best": best, "best_kept": kept[best]}
+    summary = {"skills": list(SKILLS), "scores": scores, "kept": kept, "best": best, "best_kept": kept[best], "task_weights": tuning}
     return rows, summary
+
+
+def train_specialists(recipes: dict[str, Any], force: bool) -> dict[str, Path]:
+    """Each skill's specialist (its lab cache folder), trained from its recipe unless cached: all at
+    once, each in a process of its own with one thread (their progress lines print when each ends)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from llmcourse.finetune.sft import run as run_sft
+    from llmcourse.lab.cache import cache_path, run_cached
+
+    cached = {skill: cache_path("sft", recipe) for skill, recipe in recipes.items()}
+    if not force and all((path / "report.json").is_file() for path in cached.values()):
+        for skill, path in cached.items():
+            err.print(f"reusing the {skill} specialist in {path}")
+        return cached
+    err.print(f"training the {' and '.join(recipes)} specialists at once, one process and one thread each")
+    with ProcessPoolExecutor(len(recipes), mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+        jobs = {skill: pool.submit(run_cached, "sft", recipe, run_sft, force) for skill, recipe in recipes.items()}
+        return {skill: job.result()[0] for skill, job in jobs.items()}
+
+
+def _one_thread() -> None:
+    """A specialist's process: one thread (set before torch loads), progress printed once, not redrawn."""
+    import os
+
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"
+    os.environ["TERM"] = "dumb"  # rich redraws no live bar on a dumb terminal: two processes share it
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def tuned_task_weights(parent: str, a: str, b: str, force: bool, grid: Sequence[float] = WEIGHT_GRID,
+                       questions: int = TUNING_QUESTIONS) -> dict[str, Any]:
+    """task_arithmetic's weights for specialists `a` and `b` (of SKILLS' first and second skill):
+    every pair from `grid` merged by mergekit and scored on `questions` training questions per
+    skill; the pair whose smaller kept share (of each specialist's own score on them) is largest,
+    then the larger sum, then the pair nearest (1, 1). Returns weights, kept, own and every trial."""
+    import itertools
+
+    from llmcourse.core.libraries import quiet_libraries
+    from llmcourse.core.modelio import load_causal_lm
+    from llmcourse.demo.merge import merged
+    from llmcourse.lab import skills as lab_skills
+    from llmcourse.lab.cache import cache_folder
+    from llmcourse.lab.scoring import greedy_answers
+
+    cached = cache_folder("merge-weights", parent, a, b, list(grid), questions).with_suffix(".json")
+    if cached.is_file() and not force:
+        return json.loads(cached.read_text(encoding="utf-8"))
+    quiet_libraries()
+    tuning = {skill: lab_skills.examples(skill, "train", questions, seed=11, unique=True) for skill in SKILLS}
+
+    def score(path: str) -> dict[str, float]:
+        model, tokenizer = load_causal_lm(path)
+        return {skill: sum(answer == example.answer for answer, example in
+                           zip(greedy_answers(model, tokenizer, [example.question for example in rows], prompt_format="chat"), rows)) / len(rows)
+                for skill, rows in tuning.items()}
+
+    own = {SKILLS[0]: score(a)[SKILLS[0]], SKILLS[1]: score(b)[SKILLS[1]]}
+    layers = json.loads((Path(parent) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+    trials = []
+    for weights in itertools.product(grid, grid):
+        config = merge_configs(parent, a, b, layers, task_weights=weights)["task_arithmetic"]
+        with err.capture():  # one line per trial below instead of each merge's own lines
+            path = merged("task_arithmetic", config, force)
+        scores = score(str(path))
+        trials.append({"weights": list(weights), "scores": scores, "kept": min(scores[k] / own[k] if own[k] else 0.0 for k in SKILLS)})
+        err.print(f"task_arithmetic at {weights[0]} / {weights[1]}: " + ", ".join(f"{skill} {scores[skill]:.2f}" for skill in SKILLS)
+                  + f" on {questions} training questions each")
+    best = max(trials, key=lambda t: (t["kept"], sum(t["scores"].values()), -sum(abs(w - 1) for w in t["weights"])))
+    result = {"weights": best["weights"], "kept": best["kept"], "own": own, "trials": trials}
+    cached.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
 
 
 def _score(models: dict[str, str], output: Path, heldout: int) -> dict[str, dict[str, float]]:
