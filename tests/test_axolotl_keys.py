@@ -112,6 +112,28 @@ def test_model_loading_keys_reach_the_model_the_tokenizer_and_bitsandbytes(tmp_p
     assert recipe("tokenizer_config=some/tokenizer").tokenizer == "some/tokenizer"
 
 
+def test_a_lora_adapter_starts_from_the_recipe_s_seed(tmp_path: Path) -> None:
+    # Two runs of one recipe must start from the same adapter whatever the process drew before.
+    import torch
+
+    from llmcourse.finetune.adapters import attach_lora, load_base
+    from llmcourse.lab.model import init_model, llama_config
+
+    folder = tmp_path / "tiny"
+    init_model(llama_config(300, 0, 1, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                            num_key_value_heads=1), seed=0).save_pretrained(folder)
+
+    def adapter(seed: int, drawn_before: int) -> dict[str, torch.Tensor]:
+        lora = load_command_recipe("sft", "lab/sft", [f"base_model={folder}", "adapter=lora", f"seed={seed}"], None)
+        torch.manual_seed(drawn_before)
+        model = attach_lora(load_base(lora), lora, added_tokens=False)
+        return {name: tensor.detach().clone() for name, tensor in model.state_dict().items() if "lora_A" in name}
+
+    first, again, other = adapter(0, 1), adapter(0, 2), adapter(1, 1)
+    assert first and all(torch.equal(first[name], again[name]) for name in first)
+    assert not all(torch.equal(first[name], other[name]) for name in first), "another seed, another adapter"
+
+
 def test_axolotl_deepspeed_config_names_map_to_our_presets(tmp_path: Path) -> None:
     from llmcourse.finetune.sft import deepspeed_config
 

@@ -121,11 +121,13 @@ def load_base(recipe: SftRecipe) -> Any:
 
 
 def attach_lora(model: Any, recipe: SftRecipe, added_tokens: bool) -> Any:
-    """Wrap `model` with a LoRA adapter (after k-bit preparation for quantized bases).
+    """Wrap `model` with a LoRA adapter (after k-bit preparation for quantized bases), its initial
+    weights drawn from the recipe's seed.
 
     LoRA must be attached before any forward pass on a 4-bit base, or its weights get no gradient.
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
 
     if recipe.quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.train.gradient_checkpointing)
@@ -143,6 +145,9 @@ def attach_lora(model: Any, recipe: SftRecipe, added_tokens: bool) -> Any:
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=target, use_rslora=lora.use_rslora, use_dora=lora.use_dora,
         modules_to_save=modules_to_save or None, task_type="CAUSAL_LM", bias="none",
     )
+    # torch seeds its generator differently in every process and the Trainer seeds it only after the
+    # adapter exists: unseeded, two runs of one recipe started from different adapters.
+    set_seed(recipe.train.seed)
     try:
         return get_peft_model(model, config)
     except ValueError as exc:
