@@ -18,6 +18,13 @@ def slerp_config(a: str, b: str, t: float = 0.5, layers: int = 4) -> dict[str, A
             "slices": [{"sources": [{"model": a, "layer_range": [0, layers]}, {"model": b, "layer_range": [0, layers]}]}]}
 
 
+def layer_count(model: str) -> int:
+    """The number of decoder layers of the model in folder `model` (its config.json)."""
+    import json
+
+    return json.loads((Path(model) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+
+
 def merged(method: str, config: dict[str, Any], force: bool, moe: bool = False) -> Path:
     """The merge of `config` (mergekit YAML, or mergekit-moe YAML) into a lab cache folder named by its content."""
     from llmcourse.lab.cache import building, cache_folder
@@ -38,13 +45,10 @@ def merged(method: str, config: dict[str, Any], force: bool, moe: bool = False) 
 
 def final_merge(sft: Any, dpo: Any, force: bool) -> Any:
     """The demo's final model: a slerp of the SFT and DPO models (t = 0.5), scored on every skill."""
-    import json
-
     from llmcourse.core.measure import weights_mb
     from llmcourse.demo.stage import StageResult, lab_score
 
-    layers = json.loads((Path(sft.path) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
-    path = merged("slerp", slerp_config(sft.path, dpo.path, layers=layers), force)
+    path = merged("slerp", slerp_config(sft.path, dpo.path, layers=layer_count(sft.path)), force)
     measured = lab_score(path, "chat", force)
     return StageResult("merge: slerp(SFT, DPO)", str(path), {**measured, "size_mb": round(weights_mb(path), 2)})
 

@@ -193,7 +193,9 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = (), 
         summary, own = experiment[1], {skill: experiment[1]["scores"][f"specialist {skill}"][skill] for skill in experiment[1]["skills"]}
         best = summary["scores"][summary["best"]]
         err.print(f"merging experiment: the best merge of the two specialists, {summary['best']}, keeps {100 * summary['best_kept']:.1f}% "
-                  "of each one's own-skill score (" + ", ".join(f"{skill} {best[skill]:.2f} of {own[skill]:.2f}" for skill in own) + ")")
+                  "of each one's own-skill score (" + ", ".join(f"{skill} {best[skill]:.2f} of {own[skill]:.2f}" for skill in own) + "); "
+                  "task_arithmetic's weights, chosen on training questions: " + " / ".join(
+                      f"{skill} {weight}" for skill, weight in zip(own, summary["task_weights"]["weights"])))
         moe = summary["scores"]["moe(specialists)"]
         err.print("the two specialists as a 2-expert MoE (hidden-state gates): " + ", ".join(f"{skill} {moe[skill]:.2f}" for skill in own))
     err.print(f"family tree of the final model: {tree['models']} models → {tree['png'] or Path(tree['output_dir']) / 'tree.md'}")

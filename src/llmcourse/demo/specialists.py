@@ -155,7 +155,12 @@ def moe_config(parent: str, experts: dict[str, str]) -> dict[str, Any]:
 def kept_shares(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     """Per model, the smallest share of a specialist's own-skill score it reaches on that skill."""
     own = {skill: scores[f"specialist {skill}"][skill] for skill in SKILLS}
-    return {label: min(row[skill] / own[skill] if own[skill] else 0.0 for skill in SKILLS) for label, row in scores.items()}
+    return {label: kept_share(row, own) for label, row in scores.items()}
+
+
+def kept_share(row: dict[str, float], own: dict[str, float]) -> float:
+    """The smallest share of `own` (each skill's specialist score) that `row` reaches; a specialist at 0 keeps nothing."""
+    return min(row[skill] / own[skill] if own[skill] else 0.0 for skill in SKILLS)
 
 
 def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int = HELDOUT, seed: int = 0,
@@ -165,7 +170,7 @@ def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int
     `tuning_questions` to choose the weights (the demo: 400, 100 and 100)."""
     from llmcourse.lab.cache import cache_folder
     from llmcourse.demo.stage import StageResult
-    from llmcourse.demo.merge import merged
+    from llmcourse.demo.merge import layer_count, merged
 
     replay = str(parent_replay(parent.path, replayed_skills()))
     trained = train_specialists({skill: specialist_recipe(parent.path, skill, steps, seed=seed, replay=replay) for skill in SKILLS}, force)
@@ -174,8 +179,7 @@ def specialists_stage(parent: Any, force: bool, steps: int = STEPS, heldout: int
     tuning = tuned_task_weights(parent.path, a, b, force, questions=tuning_questions)
     err.print(f"task_arithmetic weights {SKILLS[0]} {tuning['weights'][0]}, {SKILLS[1]} {tuning['weights'][1]}: kept "
               f"{100 * tuning['kept']:.0f} % on {tuning_questions} training questions per skill (the best of {len(tuning['trials'])})")
-    layers = json.loads((Path(parent.path) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
-    configs = merge_configs(parent.path, a, b, layers, task_weights=tuple(tuning["weights"]))
+    configs = merge_configs(parent.path, a, b, layer_count(parent.path), task_weights=tuple(tuning["weights"]))
     for method, config in configs.items():
         models[f"{method}(specialists)"] = str(merged(method, config, force))
     experts = {skill: models[f"specialist {skill}"] for skill in SKILLS}
@@ -238,32 +242,27 @@ def tuned_task_weights(parent: str, a: str, b: str, force: bool, grid: Sequence[
 
     from llmcourse.core.libraries import quiet_libraries
     from llmcourse.core.modelio import load_causal_lm
-    from llmcourse.demo.merge import merged
-    from llmcourse.lab import skills as lab_skills
+    from llmcourse.demo.merge import layer_count, merged
     from llmcourse.lab.cache import cache_folder
-    from llmcourse.lab.scoring import greedy_answers
+    from llmcourse.lab.scoring import exact_match
 
     cached = cache_folder("merge-weights", parent, a, b, list(grid), questions).with_suffix(".json")
     if cached.is_file() and not force:
         return json.loads(cached.read_text(encoding="utf-8"))
     quiet_libraries()
-    tuning = {skill: lab_skills.examples(skill, "train", questions, seed=11, unique=True) for skill in SKILLS}
 
     def score(path: str) -> dict[str, float]:
         model, tokenizer = load_causal_lm(path)
-        return {skill: sum(answer == example.answer for answer, example in
-                           zip(greedy_answers(model, tokenizer, [example.question for example in rows], prompt_format="chat"), rows)) / len(rows)
-                for skill, rows in tuning.items()}
+        return exact_match(model, tokenizer, list(SKILLS), questions, prompt_format="chat", split="train", seed=11).per_skill
 
     own = {SKILLS[0]: score(a)[SKILLS[0]], SKILLS[1]: score(b)[SKILLS[1]]}
-    layers = json.loads((Path(parent) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
     trials = []
     for weights in itertools.product(grid, grid):
-        config = merge_configs(parent, a, b, layers, task_weights=weights)["task_arithmetic"]
+        config = merge_configs(parent, a, b, layer_count(parent), task_weights=weights)["task_arithmetic"]
         with err.capture():  # one line per trial below instead of each merge's own lines
             path = merged("task_arithmetic", config, force)
         scores = score(str(path))
-        trials.append({"weights": list(weights), "scores": scores, "kept": min(scores[k] / own[k] if own[k] else 0.0 for k in SKILLS)})
+        trials.append({"weights": list(weights), "scores": scores, "kept": kept_share(scores, own)})
         err.print(f"task_arithmetic at {weights[0]} / {weights[1]}: " + ", ".join(f"{skill} {scores[skill]:.2f}" for skill in SKILLS)
                   + f" on {questions} training questions each")
     best = max(trials, key=lambda t: (t["kept"], sum(t["scores"].values()), -sum(abs(w - 1) for w in t["weights"])))

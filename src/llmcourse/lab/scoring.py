@@ -73,13 +73,16 @@ def exact_match(
     batch_size: int = 64,
     prompt_format: PromptFormat = "auto",
     max_new_tokens: int = 8,
+    split: str = "heldout",
+    seed: int = 0,
 ) -> ExactMatch:
-    """Greedy-decode answers to `count` held-out questions per skill and compare exactly."""
+    """Greedy-decode answers to `count` distinct questions per skill of `split` (held-out by
+    default; `seed` draws them) and compare exactly."""
     per_skill: dict[str, float] = {}
     counts: dict[str, int] = {}
     samples: dict[str, list[tuple[str, str, str]]] = {}
     for name in skill_names:
-        rows = lab_skills.examples(name, "heldout", count)
+        rows = lab_skills.examples(name, split, count, seed=seed, unique=True)
         answers = greedy_answers(model, tokenizer, [ex.question for ex in rows], batch_size, prompt_format, max_new_tokens)
         per_skill[name] = sum(answer == ex.answer for ex, answer in zip(rows, answers)) / max(len(rows), 1)
         counts[name] = len(rows)
