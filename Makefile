@@ -69,8 +69,18 @@ $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST): | $(STAMP)
 	$(BIN)/pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_VERSION)" -d $(LLAMA_CPP_CACHE)
 
 # The demo's GPTQ row needs the [gptq] extra (.venv-gptq/bin/llmcourse demo, after make extras).
-demo: install gguf-engine
-	$(OFFLINE) $(BIN)/llmcourse demo
+# On a machine's first run the GGUF engine compiles (niced) while the demo trains: the demo waits for
+# it before its GGUF stage, reading the build's exit status from ENGINE_STATUS.
+ENGINE_STATUS := $(VENV)/.gguf-engine-build-status
+demo: install llama-cpp-sdist
+	@rm -f $(ENGINE_STATUS) $(ENGINE_STATUS).tmp
+	@test -f $(GGUF_STAMP) || echo "building the GGUF engine in the background while the demo trains (log: $(VENV)/gguf-engine.log)"
+	@{ $(MAKE) --no-print-directory gguf-engine > $(VENV)/gguf-engine.log 2>&1; echo $$? > $(ENGINE_STATUS).tmp; \
+		mv $(ENGINE_STATUS).tmp $(ENGINE_STATUS); } & engine=$$!; \
+	LLMCOURSE_GGUF_ENGINE_STATUS=$(ENGINE_STATUS) $(OFFLINE) $(BIN)/llmcourse demo; demo=$$?; \
+	wait $$engine; built=$$(cat $(ENGINE_STATUS)); rm -f $(ENGINE_STATUS); \
+	test "$$built" = 0 || { echo "the GGUF engine's build failed:"; tail -40 $(VENV)/gguf-engine.log; exit 1; }; \
+	exit $$demo
 
 # The GGUF engine compiles (niced) and the extras' environments install while the tests that need
 # neither run; the `gguf` tests run after it, in a second pytest session, and each extra's tests in its

@@ -204,3 +204,48 @@ def test_guessed_replay_answers_in_the_skill_s_format_at_chance(tmp_path: Path) 
     pairs = {(row[0]["content"], row[1]["content"]) for row in both}
     signs = {example.question: (example.answer, example.rejected) for example in lab_skills.examples("sign", "train", 400, seed=2)}
     assert len(both) == 800 and pairs == {(question, answer) for question, answers in signs.items() for answer in answers}
+
+
+def test_the_gguf_stage_waits_for_an_engine_built_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo` compiles llama.cpp while the demo trains: the GGUF stage waits for the build's
+    status file, then finds the package installed after the process first looked for it."""
+    import threading
+    import time
+
+    from llmcourse.demo.quant import ENGINE_BUILD_STATUS, gguf_engine_ready
+
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    module = "engine_built_late"
+    status = tmp_path / "status"
+    monkeypatch.setenv(ENGINE_BUILD_STATUS, str(status))
+    import importlib.util
+
+    assert importlib.util.find_spec(module) is None
+
+    def build() -> None:
+        time.sleep(0.5)
+        (site / module).mkdir()
+        (site / module / "__init__.py").write_text("", encoding="utf-8")
+        status.write_text("0\n", encoding="utf-8")
+
+    builder = threading.Thread(target=build)
+    started = time.perf_counter()
+    builder.start()
+    assert gguf_engine_ready(module, poll_s=0.05)
+    assert time.perf_counter() - started >= 0.5
+    builder.join()
+
+
+def test_the_gguf_stage_is_skipped_when_the_background_build_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from llmcourse.demo.quant import ENGINE_BUILD_STATUS, gguf_engine_ready
+
+    status = tmp_path / "status"
+    status.write_text("2\n", encoding="utf-8")
+    monkeypatch.setenv(ENGINE_BUILD_STATUS, str(status))
+    assert not gguf_engine_ready("engine_never_built", poll_s=0.05)
+    assert "build failed (exit status 2" in capsys.readouterr().err
+    monkeypatch.delenv(ENGINE_BUILD_STATUS)
+    assert not gguf_engine_ready("engine_never_built", poll_s=0.05)

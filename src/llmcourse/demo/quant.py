@@ -6,8 +6,11 @@ transformers."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,12 +18,34 @@ from llmcourse.core.console import err
 from llmcourse.core.libraries import installed, pip_line
 
 DEMO_QUANTS = ("Q8_0", "Q4_K_M")
+# `make demo` compiles the GGUF engine in the background while the demo trains, and names here the
+# file that build writes its exit status to when it ends.
+ENGINE_BUILD_STATUS = "LLMCOURSE_GGUF_ENGINE_STATUS"
+
+
+def gguf_engine_ready(module: str = "llama_cpp", poll_s: float = 1.0) -> bool:
+    """Whether llama-cpp-python (`module`) imports; if it does not yet and a background build of it
+    is under way (`ENGINE_BUILD_STATUS` names its status file), wait for that build to end first."""
+    status_file = os.environ.get(ENGINE_BUILD_STATUS)
+    if importlib.util.find_spec(module) is None and status_file:
+        started = time.perf_counter()
+        with err.status("waiting for the GGUF engine (llama.cpp), which `make demo` compiles in the background"):
+            while not Path(status_file).is_file():
+                time.sleep(poll_s)
+        status = Path(status_file).read_text(encoding="utf-8").strip()
+        waited = time.perf_counter() - started
+        if status != "0":
+            err.print(f"[red]the GGUF engine's build failed[/] (exit status {status or '?'}; make demo prints its log)")
+        else:
+            err.print(f"the GGUF engine is built (waited {waited:.0f} s for it)")
+        importlib.invalidate_caches()  # the package was installed after this process first looked
+    return importlib.util.find_spec(module) is not None
 
 
 def quant_stages(final: Any, force: bool) -> list[Any]:
     """Quantize the final model to the demo's GGUF types (cached) and score each file."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        err.print("[yellow]skipping the GGUF stage: llama-cpp-python is not installed[/] (make install builds it)")
+    if not gguf_engine_ready():
+        err.print("[yellow]skipping the GGUF stage: llama-cpp-python is not installed[/] (make demo builds it)")
         return []
     from llmcourse.lab.cache import cache_folder
     from llmcourse.recipes.quantize import QuantizeRecipe

@@ -157,7 +157,13 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = (), 
     from llmcourse.demo.quant import gptq_stage, quant_stages
 
     results.append(final_merge(results[2], results[3], force))
-    quants = [] if "gguf" in skip else quant_stages(results[-1], force)
+    experiment: tuple[list[Any], dict[str, Any]] = ([], {})
+    if "specialists" not in skip:
+        from llmcourse.demo.specialists import specialists_stage
+
+        experiment = specialists_stage(results[2], force, seed=seed)
+    # After the training stages: on a machine's first `make demo`, llama.cpp compiles meanwhile.
+    quants = [] if "gguf" in skip else quant_stages(results[4], force)
     results += quants
     tree = family_tree(str(Path(quants[0].path).parent) if quants else results[4].path)
     generation: dict[str, Any] = {}
@@ -165,11 +171,6 @@ def run(force: bool = False, as_json: bool = False, skip: tuple[str, ...] = (), 
         from llmcourse.demo.generate import generation_stage
 
         generation = generation_stage(results[4], quants)
-    experiment: tuple[list[Any], dict[str, Any]] = ([], {})
-    if "specialists" not in skip:
-        from llmcourse.demo.specialists import specialists_stage
-
-        experiment = specialists_stage(results[2], force, seed=seed)
     # Last: importing GPTQModel patches transformers' checkpoint loading (defuser) for the rest of the process.
     gptq = [] if "gptq" in skip else _optional_stage("GPTQ", lambda: gptq_stage(results[4], force))
     results += gptq + experiment[0]
