@@ -10,13 +10,14 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNI
 # llama-cpp-python is published as source only: it is compiled once per machine into a cache outside
 # the checkout, portably (a -march=native build uses instructions, AMX, that some CPUs advertise but
 # cannot run), and with only what the Python bindings load: no multimodal library, no llama.cpp
-# "common" library (see scripts/llama-cpp-bindings-only.cmake). About 3 minutes on 2 cores.
+# "common" library (see scripts/llama-cpp-bindings-only.cmake). About 2 minutes on 2 idle cores.
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CPP_SDIST   := llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
 LLAMA_CPP_HOOK    := $(CURDIR)/scripts/llama-cpp-bindings-only.cmake
 LLAMA_CPP_FLAGS   := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DCMAKE_PROJECT_INCLUDE=$(LLAMA_CPP_HOOK)
 LLAMA_CPP_TAG     := $(shell cat $(LLAMA_CPP_HOOK) | sha256sum | cut -c1-8)
 LLAMA_CPP_CACHE   ?= $(HOME)/.cache/llmcourse/build/llama-cpp-python-$(LLAMA_CPP_VERSION)-portable-$(LLAMA_CPP_TAG)
+LLAMA_CPP_WHEEL   := $(LLAMA_CPP_CACHE)/wheel-built
 GGUF_STAMP        := $(VENV)/.gguf-engine-$(LLAMA_CPP_VERSION)
 NOT_GPU           := not gpu
 SDIST_PATH        := LLMCOURSE_LLAMA_CPP_SDIST=$(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST)
@@ -27,15 +28,22 @@ SDIST_PATH        := LLMCOURSE_LLAMA_CPP_SDIST=$(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SD
 EXTRAS            := gptq hqq
 EXTRA_STAMPS      := $(foreach extra,$(EXTRAS),$(VENV)-$(extra)/.install-stamp-$(HASH))
 
-.PHONY: install extras gguf-engine llama-cpp-sdist demo test test-fast test-gpu clean
+# --no-compile: Python writes the bytecode of the modules it imports on first use; compiling every
+# file of every package at install time (transformers' thousands of model files) took longer than
+# the rest of the install.
+PIP_INSTALL       := pip install --quiet --no-compile
+
+.PHONY: install extras gguf-engine llama-cpp-sdist llama-cpp-wheel demo test test-fast test-gpu clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml Makefile | $(VENV)/pyvenv.cfg
 	@# torch first, so nothing below resolves torch to a multi-GB CUDA build.
-	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test,plot]"
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/$(PIP_INSTALL) "$(TORCH)"
+	$(BIN)/$(PIP_INSTALL) -e ".[test,plot]"
 	@rm -f $(VENV)/.install-stamp-*
 	@touch $@
 
@@ -44,8 +52,8 @@ extras: $(EXTRA_STAMPS)
 # DISABLE_CUDA=1: hqq would otherwise try to compile CUDA kernels while it installs.
 $(VENV)-%/.install-stamp-$(HASH): pyproject.toml Makefile
 	@test -x $(VENV)-$*/bin/python || $(PYTHON) -m venv $(VENV)-$*
-	@$(VENV)-$*/bin/python -c "import torch" 2>/dev/null || $(VENV)-$*/bin/pip install --quiet "$(TORCH)"
-	DISABLE_CUDA=1 $(VENV)-$*/bin/pip install --quiet -e ".[$*,test]"
+	@$(VENV)-$*/bin/python -c "import torch" 2>/dev/null || $(VENV)-$*/bin/$(PIP_INSTALL) "$(TORCH)"
+	DISABLE_CUDA=1 $(VENV)-$*/bin/$(PIP_INSTALL) -e ".[$*,test]"
 	@rm -f $(VENV)-$*/.install-stamp-*
 	@touch $@
 
@@ -53,32 +61,44 @@ $(VENV)-%/.install-stamp-$(HASH): pyproject.toml Makefile
 # package, so that `import llama_cpp` succeeding means the whole GGUF engine is ready.
 gguf-engine: $(GGUF_STAMP)
 
-$(GGUF_STAMP): $(STAMP) $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST)
+$(GGUF_STAMP): $(STAMP) $(LLAMA_CPP_WHEEL)
+	$(BIN)/python -m llmcourse.quantize.llamacpp.source $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) --version $(LLAMA_CPP_VERSION)
+	$(BIN)/$(PIP_INSTALL) "gguf>=0.19" $(LLAMA_CPP_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	@touch $@
+
+# The compile needs only pip, not the package: `make demo` starts it before the install.
+llama-cpp-wheel: $(LLAMA_CPP_WHEEL)
+
+$(LLAMA_CPP_WHEEL): $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST)
 	@ls $(LLAMA_CPP_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CPP_FLAGS)" nice -n 19 \
 		$(BIN)/pip wheel --quiet --no-deps --no-cache-dir $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) -w $(LLAMA_CPP_CACHE)
-	$(BIN)/python -m llmcourse.quantize.llamacpp.source $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) --version $(LLAMA_CPP_VERSION)
-	$(BIN)/pip install --quiet "gguf>=0.19" $(LLAMA_CPP_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	@touch $@
 
 # The source archive also carries llama.cpp's vocabulary files: the tests build real tokenizers
 # (Llama, Mistral, Qwen, Phi...) from them for tiny models of those families.
 llama-cpp-sdist: $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST)
 
-$(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST): | $(STAMP)
+$(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST): | $(VENV)/pyvenv.cfg
 	@mkdir -p $(LLAMA_CPP_CACHE)
 	$(BIN)/pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_VERSION)" -d $(LLAMA_CPP_CACHE)
 
 # The demo's GPTQ row needs the [gptq] extra (.venv-gptq/bin/llmcourse demo, after make extras).
-# On a machine's first run the GGUF engine compiles (niced) while the demo trains: the demo waits for
-# it before its GGUF stage, reading the build's exit status from ENGINE_STATUS.
+# On a machine's first run llama.cpp downloads and compiles (niced) while the package installs and
+# the demo trains; once the install is done (INSTALLED) it is installed into .venv too. The demo
+# waits for it before its GGUF stage, reading the build's exit status from ENGINE_STATUS. The build
+# runs in a session of its own (setsid, where there is one) so that Ctrl-C stops it with the demo.
 ENGINE_STATUS := $(VENV)/.gguf-engine-build-status
-demo: install llama-cpp-sdist
-	@rm -f $(ENGINE_STATUS) $(ENGINE_STATUS).tmp
-	@test -f $(GGUF_STAMP) || echo "building the GGUF engine in the background while the demo trains (log: $(VENV)/gguf-engine.log)"
-	@{ $(MAKE) --no-print-directory gguf-engine > $(VENV)/gguf-engine.log 2>&1; echo $$? > $(ENGINE_STATUS).tmp; \
-		mv $(ENGINE_STATUS).tmp $(ENGINE_STATUS); } & engine=$$!; \
+INSTALLED     := $(VENV)/.demo-installed
+demo: | $(VENV)/pyvenv.cfg
+	@rm -f $(ENGINE_STATUS) $(ENGINE_STATUS).tmp $(INSTALLED)
+	@test -f $(GGUF_STAMP) || echo "building the GGUF engine in the background while the demo installs and trains (log: $(VENV)/gguf-engine.log)"
+	@$$(command -v setsid) sh -c '$(MAKE) --no-print-directory llama-cpp-wheel && until test -f $(INSTALLED); do sleep 1; done && \
+		$(MAKE) --no-print-directory gguf-engine; echo $$? > $(ENGINE_STATUS).tmp; mv $(ENGINE_STATUS).tmp $(ENGINE_STATUS)' \
+		> $(VENV)/gguf-engine.log 2>&1 & engine=$$!; \
+	stop="kill -- -$$engine 2>/dev/null || kill $$engine"; trap "$$stop; rm -f $(INSTALLED); exit 130" INT TERM; \
+	$(MAKE) --no-print-directory install || { eval "$$stop"; exit 1; }; touch $(INSTALLED); \
 	LLMCOURSE_GGUF_ENGINE_STATUS=$(ENGINE_STATUS) $(OFFLINE) $(BIN)/llmcourse demo; demo=$$?; \
-	wait $$engine; built=$$(cat $(ENGINE_STATUS)); rm -f $(ENGINE_STATUS); \
+	wait $$engine; built=$$(cat $(ENGINE_STATUS)); rm -f $(ENGINE_STATUS) $(INSTALLED); \
 	test "$$built" = 0 || { echo "the GGUF engine's build failed:"; tail -40 $(VENV)/gguf-engine.log; exit 1; }; \
 	exit $$demo
 
