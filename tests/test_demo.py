@@ -249,3 +249,21 @@ def test_the_gguf_stage_is_skipped_when_the_background_build_fails(tmp_path: Pat
     assert "build failed (exit status 2" in capsys.readouterr().err
     monkeypatch.delenv(ENGINE_BUILD_STATUS)
     assert not gguf_engine_ready("engine_never_built", poll_s=0.05)
+
+
+def test_the_gguf_stage_waits_for_the_build_even_if_the_engine_already_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While `make demo` installs the engine, the package may import before the install (the
+    converter, gguf) is complete: the build's status file decides."""
+    import threading
+    import time
+
+    from llmcourse.demo.quant import ENGINE_BUILD_STATUS, gguf_engine_ready
+
+    status = tmp_path / "status"
+    monkeypatch.setenv(ENGINE_BUILD_STATUS, str(status))
+    builder = threading.Timer(0.4, lambda: status.write_text("0\n", encoding="utf-8"))
+    started = time.perf_counter()
+    builder.start()
+    assert gguf_engine_ready("json", poll_s=0.05)
+    assert time.perf_counter() - started >= 0.4
+    builder.join()

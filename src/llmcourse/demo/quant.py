@@ -24,21 +24,21 @@ ENGINE_BUILD_STATUS = "LLMCOURSE_GGUF_ENGINE_STATUS"
 
 
 def gguf_engine_ready(module: str = "llama_cpp", poll_s: float = 1.0) -> bool:
-    """Whether llama-cpp-python (`module`) imports; if it does not yet and a background build of it
-    is under way (`ENGINE_BUILD_STATUS` names its status file), wait for that build to end first."""
-    status_file = os.environ.get(ENGINE_BUILD_STATUS)
-    if importlib.util.find_spec(module) is None and status_file:
+    """Whether llama-cpp-python (`module`) imports. Where a background build of it is under way
+    (`ENGINE_BUILD_STATUS` names its status file), wait for that build to end first, even if the
+    package already imports: it may be installing at that moment."""
+    status_file = Path(os.environ.get(ENGINE_BUILD_STATUS) or "")
+    if os.environ.get(ENGINE_BUILD_STATUS):
         started = time.perf_counter()
-        with err.status("waiting for the GGUF engine (llama.cpp), which `make demo` compiles in the background"):
-            while not Path(status_file).is_file():
-                time.sleep(poll_s)
-        status = Path(status_file).read_text(encoding="utf-8").strip()
-        waited = time.perf_counter() - started
+        if not status_file.is_file():
+            with err.status("waiting for the GGUF engine (llama.cpp), which `make demo` builds in the background"):
+                while not status_file.is_file():
+                    time.sleep(poll_s)
+            err.print(f"the GGUF engine's build ended (waited {time.perf_counter() - started:.0f} s for it)")
+        status = status_file.read_text(encoding="utf-8").strip()
         if status != "0":
             err.print(f"[red]the GGUF engine's build failed[/] (exit status {status or '?'}; make demo prints its log)")
-        else:
-            err.print(f"the GGUF engine is built (waited {waited:.0f} s for it)")
-        importlib.invalidate_caches()  # the package was installed after this process first looked
+        importlib.invalidate_caches()  # the package may have been installed after this process first looked
     return importlib.util.find_spec(module) is not None
 
 
