@@ -28,10 +28,11 @@ SDIST_PATH        := LLMCOURSE_LLAMA_CPP_SDIST=$(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SD
 EXTRAS            := gptq hqq
 EXTRA_STAMPS      := $(foreach extra,$(EXTRAS),$(VENV)-$(extra)/.install-stamp-$(HASH))
 
-# --no-compile: Python writes the bytecode of the modules it imports on first use; compiling every
-# file of every package at install time (transformers' thousands of model files) took longer than
-# the rest of the install.
+# pip compiles every installed file to bytecode one at a time, which took about as long as the rest
+# of the install; compileall does the same on every core afterwards. (Leaving it to first import is
+# no option: with PYTHONDONTWRITEBYTECODE set, every process would compile what it imports again.)
 PIP_INSTALL       := pip install --quiet --no-compile
+BYTE_COMPILE       = python -m compileall -qq -j 0 $$($(1)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") || true
 
 .PHONY: install extras gguf-engine llama-cpp-sdist llama-cpp-wheel demo test test-fast test-gpu clean
 
@@ -44,6 +45,7 @@ $(STAMP): pyproject.toml Makefile | $(VENV)/pyvenv.cfg
 	@# torch first, so nothing below resolves torch to a multi-GB CUDA build.
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/$(PIP_INSTALL) "$(TORCH)"
 	$(BIN)/$(PIP_INSTALL) -e ".[test,plot]"
+	@$(BIN)/$(call BYTE_COMPILE,$(BIN))
 	@rm -f $(VENV)/.install-stamp-*
 	@touch $@
 
@@ -54,6 +56,7 @@ $(VENV)-%/.install-stamp-$(HASH): pyproject.toml Makefile
 	@test -x $(VENV)-$*/bin/python || $(PYTHON) -m venv $(VENV)-$*
 	@$(VENV)-$*/bin/python -c "import torch" 2>/dev/null || $(VENV)-$*/bin/$(PIP_INSTALL) "$(TORCH)"
 	DISABLE_CUDA=1 $(VENV)-$*/bin/$(PIP_INSTALL) -e ".[$*,test]"
+	@$(VENV)-$*/bin/$(call BYTE_COMPILE,$(VENV)-$*/bin)
 	@rm -f $(VENV)-$*/.install-stamp-*
 	@touch $@
 
@@ -63,7 +66,7 @@ gguf-engine: $(GGUF_STAMP)
 
 $(GGUF_STAMP): $(STAMP) $(LLAMA_CPP_WHEEL)
 	$(BIN)/python -m llmcourse.quantize.llamacpp.source $(LLAMA_CPP_CACHE)/$(LLAMA_CPP_SDIST) --version $(LLAMA_CPP_VERSION)
-	$(BIN)/$(PIP_INSTALL) "gguf>=0.19" $(LLAMA_CPP_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	$(BIN)/pip install --quiet "gguf>=0.19" $(LLAMA_CPP_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	@touch $@
 
 # The compile needs only pip, not the package: `make demo` starts it before the install.
