@@ -209,6 +209,7 @@ def test_guessed_replay_answers_in_the_skill_s_format_at_chance(tmp_path: Path) 
 def test_the_gguf_stage_waits_for_an_engine_built_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`make demo` compiles llama.cpp while the demo trains: the GGUF stage waits for the build's
     status file, then finds the package installed after the process first looked for it."""
+    import importlib.util
     import threading
     import time
 
@@ -220,8 +221,6 @@ def test_the_gguf_stage_waits_for_an_engine_built_in_the_background(tmp_path: Pa
     module = "engine_built_late"
     status = tmp_path / "status"
     monkeypatch.setenv(ENGINE_BUILD_STATUS, str(status))
-    import importlib.util
-
     assert importlib.util.find_spec(module) is None
 
     def build() -> None:

@@ -27,9 +27,9 @@ def gguf_engine_ready(module: str = "llama_cpp", poll_s: float = 1.0) -> bool:
     """Whether llama-cpp-python (`module`) imports. Where a background build of it is under way
     (`ENGINE_BUILD_STATUS` names its status file), wait for that build to end first, even if the
     package already imports: it may be installing at that moment."""
-    status_file = Path(os.environ.get(ENGINE_BUILD_STATUS) or "")
-    if os.environ.get(ENGINE_BUILD_STATUS):
-        started = time.perf_counter()
+    named = os.environ.get(ENGINE_BUILD_STATUS)
+    if named:
+        status_file, started = Path(named), time.perf_counter()
         if not status_file.is_file():
             with err.status("waiting for the GGUF engine (llama.cpp), which `make demo` builds in the background"):
                 while not status_file.is_file():
