@@ -32,7 +32,7 @@ EXTRA_STAMPS      := $(foreach extra,$(EXTRAS),$(VENV)-$(extra)/.install-stamp-$
 # of the install; compileall does the same on every core afterwards. (Leaving it to first import is
 # no option: with PYTHONDONTWRITEBYTECODE set, every process would compile what it imports again.)
 PIP_INSTALL       := pip install --quiet --no-compile
-BYTE_COMPILE       = python -m compileall -qq -j 0 $$($(1)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") || true
+BYTE_COMPILE       = $(1)/python -m compileall -qq -j 0 $$($(1)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") || true
 
 .PHONY: install extras gguf-engine llama-cpp-sdist llama-cpp-wheel demo test test-fast test-gpu clean
 
@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml Makefile | $(VENV)/pyvenv.cfg
 	@# torch first, so nothing below resolves torch to a multi-GB CUDA build.
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/$(PIP_INSTALL) "$(TORCH)"
 	$(BIN)/$(PIP_INSTALL) -e ".[test,plot]"
-	@$(BIN)/$(call BYTE_COMPILE,$(BIN))
+	@$(call BYTE_COMPILE,$(BIN))
 	@rm -f $(VENV)/.install-stamp-*
 	@touch $@
 
@@ -56,7 +56,7 @@ $(VENV)-%/.install-stamp-$(HASH): pyproject.toml Makefile
 	@test -x $(VENV)-$*/bin/python || $(PYTHON) -m venv $(VENV)-$*
 	@$(VENV)-$*/bin/python -c "import torch" 2>/dev/null || $(VENV)-$*/bin/$(PIP_INSTALL) "$(TORCH)"
 	DISABLE_CUDA=1 $(VENV)-$*/bin/$(PIP_INSTALL) -e ".[$*,test]"
-	@$(VENV)-$*/bin/$(call BYTE_COMPILE,$(VENV)-$*/bin)
+	@$(call BYTE_COMPILE,$(VENV)-$*/bin)
 	@rm -f $(VENV)-$*/.install-stamp-*
 	@touch $@
 
