@@ -121,7 +121,7 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
     # itself runs 400 and 100 (its numbers: README and benchmarks/README.md).
     from types import SimpleNamespace
 
-    from llmcourse.demo.specialists import MERGE_METHODS, SKILLS, parent_replay, replayed_skills, specialists_stage
+    from llmcourse.demo.specialists import LORA_DROPOUT, LORA_RANK, MERGE_METHODS, SKILLS, parent_replay, replayed_skills, specialists_stage
     from llmcourse.lab import skills as lab_skills
 
     rows, summary = specialists_stage(SimpleNamespace(path=lab_sft), force=False, steps=20, heldout=10, tuning_questions=20)
@@ -135,6 +135,8 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
         assert specialist.name == "merged", "the LoRA adapter merged into the weights, beside the run's own folder"
         report = json.loads((specialist.parent / "report.json").read_text())
         assert report["steps"] == 20 and report["last_logged_loss"] < report["train_loss"], report
+        adapter = json.loads((specialist.parent / "adapter_config.json").read_text())
+        assert (adapter["r"], adapter["lora_dropout"]) == (LORA_RANK, LORA_DROPOUT), adapter
         replay = [json.loads(line)["messages"] for line in parent_replay(lab_sft, replayed_skills()).read_text().splitlines()]
         assert report["examples"] == 4000 + len(replay), "the skill's data plus the parent's own answers"
         assert len(replay) >= 0.9 * 3 * 500, "500 questions of each of the three other skills (an empty answer is left out)"
@@ -156,7 +158,7 @@ def test_the_merging_experiment_trains_two_specialists_merges_them_six_ways_and_
     import torch
     from safetensors.torch import load_file
 
-    from llmcourse.demo.specialists import LORA_RANK, WEIGHT_GRID
+    from llmcourse.demo.specialists import WEIGHT_GRID
 
     parent_weights = load_file(str(Path(lab_sft) / "model.safetensors"))
     for skill in SKILLS:
