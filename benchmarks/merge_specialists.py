@@ -14,10 +14,11 @@ specialist's gain over the parent it keeps (what the merge carried over, whateve
 already guessed).
 
 The demo's own design is `--parent sft --other-skill none --merge-base parent --lora-r 16 --lr 1e-3`
-(the other specialist's skill left out of the replay; rank-16 LoRA specialists; without the last two
-options, specialists of every weight: the demo's design before), trained here one after the other
-with the default threads (the demo trains the two at once, one thread each) and merged with every
-weight at `--weight` (the demo chooses task_arithmetic's two weights on training questions). Other options: `--other-skill parent` (that skill
+(the other specialist's skill left out of the replay; rank-16 LoRA specialists, without dropout as
+the demo's; without the last two options, specialists of every weight: the demo's design before),
+trained here one after the other with the default threads (the demo trains the two at once, one
+thread each) and merged with every weight at `--weight` (the demo chooses task_arithmetic's two
+weights on training questions). Other options: `--other-skill parent` (that skill
 replayed as the parent answers it: the demo's design before lab data version 6), `--train head`
 (specialists that train only the output layer), `--coin` (a guessed
 question answered by a seeded coin instead of asked both ways), `--seed` (a spread variant's seed:

@@ -7,7 +7,8 @@ that neither specialist teaches, so that it leaves those as the parent had them.
 specialist's questions are left out: the parent answers them by a wrong rule (mostly `odd` or
 `even`), and a specialist trained to repeat those answers pushes against what the other one
 learns (benchmarks/README.md: the best merge kept 81 % with them replayed, 96 % without, on the
-same parent). Each specialist trains a rank-16 LoRA adapter (merged into its weights afterwards):
+same parent). Each specialist trains a rank-16 LoRA adapter without dropout (merged into its
+weights afterwards; dropout's masks cost a quarter of a one-thread step, benchmarks/README.md):
 a low-rank task vector on the blocks' linear layers, which leaves the embeddings and the output
 layer as the parent had them (with every weight trained, the sign vector's embeddings and lower
 layers broke topic in the merges). The two train at once, in a process each with one thread: on
