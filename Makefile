@@ -31,6 +31,8 @@ EXTRA_STAMPS      := $(foreach extra,$(EXTRAS),$(VENV)-$(extra)/.install-stamp-$
 # pip compiles every installed file to bytecode one at a time, which took about as long as the rest
 # of the install; compileall does the same on every core afterwards. (Leaving it to first import is
 # no option: with PYTHONDONTWRITEBYTECODE set, every process would compile what it imports again.)
+# compileall exits 1 when any file will not compile (torch ships a test module in Python 3.12
+# syntax); pip skips such a file too, and so does this.
 PIP_INSTALL       := pip install --quiet --no-compile
 BYTE_COMPILE       = $(1)/python -m compileall -qq -j 0 $$($(1)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") || true
 
